@@ -1,0 +1,37 @@
+# The commands the README names. Each sets up .venv from pyproject.toml when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test lint types pytest run bench screenshots snapshots-update clean
+
+help:
+	@echo "make run        open the dashboard on its built-in demo"
+	@echo "make test       lint, types and the whole test suite"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make types      mypy --strict"
+	@echo "make pytest     the test suite only"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pool tui tests
+	$(BIN)/ruff format --check pool tui tests
+
+types: $(STAMP)
+	$(BIN)/mypy --strict pool tui tests
+
+pytest: $(STAMP)
+	env -u NO_COLOR $(BIN)/pytest
+
+test: lint types pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,174 @@
+"""Event delivery: sequence numbers and per-subscriber bounded buffers.
+
+The pool never waits for a subscriber. Each subscription buffers up to
+``maxsize`` events; past that it drops them and counts how many, and the
+subscriber gets one :class:`~pool.events.EventsDropped` in their place, at
+the point where the gap is, and resyncs from ``pool.snapshot()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+
+from .events import EventsDropped, PoolEvent
+
+__all__ = ("EventBus", "Subscription")
+
+
+class Subscription:
+    """One reader's bounded view of the pool's events.
+
+    Iterate it (``async for event in sub``), or take what is pending with
+    :meth:`drain` after :meth:`wait`. Use it as ``async with`` to
+    unsubscribe at the end. Iteration ends after the pool's last event
+    (:class:`~pool.events.PoolStopped`) has been read, or once closed.
+    """
+
+    __slots__ = ("_buffer", "_bus", "_closed", "_last_missed", "_maxsize", "_missed", "_waiter")
+
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self._maxsize = maxsize
+        self._buffer: deque[PoolEvent] = deque()
+        self._missed = 0
+        self._last_missed: tuple[int, float] = (0, 0.0)
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    @property
+    def maxsize(self) -> int:
+        """How many events this subscription buffers before it drops them."""
+        return self._maxsize
+
+    @property
+    def closed(self) -> bool:
+        """Whether no more events will arrive (what is buffered can still be read)."""
+        return self._closed
+
+    def pending(self) -> int:
+        """How many events are buffered, not counting a pending drop notice."""
+        return len(self._buffer)
+
+    def _push(self, event: PoolEvent) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self._maxsize:
+            self._missed += 1
+            self._last_missed = (event.seq, event.at)
+            return
+        if self._missed:
+            self._flush_missed()
+        buffer.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _flush_missed(self) -> None:
+        seq, at = self._last_missed
+        # The notice may take the buffer one past maxsize: it stands for the gap.
+        self._buffer.append(EventsDropped(seq=seq, at=at, missed=self._missed))
+        self._missed = 0
+
+    def _close(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        """Unsubscribe: no more events arrive; what is buffered can still be read."""
+        if not self._closed:
+            self._bus._unsubscribe(self)
+            self._close()
+
+    def drain(self) -> list[PoolEvent]:
+        """Take every buffered event (with a drop notice where events were missed)."""
+        if self._missed:
+            self._flush_missed()
+        out = list(self._buffer)
+        self._buffer.clear()
+        return out
+
+    async def wait(self) -> bool:
+        """Wait until an event is buffered or the subscription closes.
+
+        Returns:
+            True if there is something to read, False if closed and empty.
+        """
+        while not self._buffer and not self._missed:
+            if self._closed:
+                return False
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return True
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> PoolEvent:
+        if not self._buffer and not await self.wait():
+            raise StopAsyncIteration
+        if not self._buffer:
+            self._flush_missed()
+        return self._buffer.popleft()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Subscription [{state}] pending={len(self._buffer)} maxsize={self._maxsize}>"
+
+
+class EventBus:
+    """Hands each published event to every subscription, never waiting."""
+
+    __slots__ = ("_closed", "_subs", "seq")
+
+    def __init__(self) -> None:
+        self.seq = 0
+        """The sequence number of the last event published."""
+        self._subs: list[Subscription] = []
+        self._closed = False
+
+    @property
+    def active(self) -> bool:
+        """Whether anyone is subscribed (when not, events are not even built)."""
+        return bool(self._subs)
+
+    def subscribe(self, maxsize: int) -> Subscription:
+        """A new subscription that sees every event published from now on."""
+        sub = Subscription(self, maxsize)
+        if self._closed:
+            sub._close()
+        else:
+            self._subs.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def publish(self, event: PoolEvent) -> None:
+        """Buffer ``event`` for every subscription."""
+        for sub in self._subs:
+            sub._push(event)
+
+    def close(self) -> None:
+        """End every subscription: the pool will publish nothing more."""
+        self._closed = True
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            sub._close()

@@ -1,0 +1,378 @@
+"""Jobs as data, their states, and what a handler and a submitter see of them."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import math
+import threading
+import traceback
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from .errors import JobAbandonedError, JobCancelledError, JobError, JobFailedError, JobTimeoutError
+
+if TYPE_CHECKING:
+    from .pool import Pool
+
+__all__ = ("ErrorInfo", "Job", "JobContext", "JobHandle", "JobState")
+
+_ids = itertools.count(1)
+
+
+def _new_id() -> str:
+    return f"job-{next(_ids)}"
+
+
+def check_timeout(name: str, value: object, *, allow_zero: bool = False) -> float | None:
+    """Return ``value`` as a float if it is a valid timeout, else raise a clear error."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
+    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A unit of work: frozen data the pool hands to its handler.
+
+    Attributes:
+        payload: The job's input, as bytes.
+        id: A unique id; one is generated when not given. Two live jobs in one
+            pool may not share an id.
+        timeout: The job's deadline in seconds from when it starts, or None for
+            the pool's ``job_timeout``.
+        meta: Free-form string labels, kept with the job and shown in its detail.
+    """
+
+    payload: bytes = b""
+    id: str = field(default_factory=_new_id)
+    timeout: float | None = None
+    meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.payload, bytes):
+            raise TypeError(f"payload must be bytes, got {type(self.payload).__name__}")
+        if not isinstance(self.id, str):
+            raise TypeError(f"id must be a str, got {self.id!r}")
+        if not self.id:
+            raise ValueError("id must not be empty")
+        if self.timeout is not None:
+            object.__setattr__(self, "timeout", check_timeout("timeout", self.timeout))
+        if self.meta is not _EMPTY_META:
+            if not isinstance(self.meta, Mapping):
+                raise TypeError(f"meta must be a mapping of str to str, got {self.meta!r}")
+            for key, value in self.meta.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise TypeError(f"meta must map str to str, got {key!r}: {value!r}")
+            object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+
+_EMPTY_META: Mapping[str, str] = MappingProxyType({})
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life. The last five are terminal."""
+
+    QUEUED = "queued"
+    """Accepted and waiting for a worker (or for its next attempt)."""
+    RUNNING = "running"
+    """A worker is running its handler."""
+    SUCCEEDED = "succeeded"
+    """The handler returned."""
+    FAILED = "failed"
+    """The handler raised on the last attempt, or its worker crashed under it."""
+    TIMED_OUT = "timed_out"
+    """The job ran past its deadline and was cancelled."""
+    CANCELLED = "cancelled"
+    """Cancelled by its handle or by a shutdown, before or while it ran."""
+    ABANDONED = "abandoned"
+    """It did not stop within ``cancel_grace`` of its cancellation."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job has ended (in this state it stays)."""
+        return self not in _LIVE
+
+
+_LIVE = frozenset({JobState.QUEUED, JobState.RUNNING})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """An exception, kept as text so that it can be shown, stored and sent.
+
+    Attributes:
+        type: The exception's qualified class name (``module.Class`` outside builtins).
+        message: ``str()`` of the exception.
+        traceback: The formatted traceback, or an empty string.
+    """
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe ``exc`` with its type, message and traceback."""
+        kind = type(exc)
+        name = kind.__qualname__
+        if kind.__module__ not in ("builtins", "__main__"):
+            name = f"{kind.__module__}.{name}"
+        return cls(
+            type=name,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+    def short(self) -> str:
+        """``Type: message`` on one line, with the type's bare name."""
+        name = self.type.rpartition(".")[2]
+        first = self.message.splitlines()[0] if self.message else ""
+        return f"{name}: {first}" if first else name
+
+
+class JobContext:
+    """What a running handler knows of its job, and how it reports progress.
+
+    One is made for every attempt. ``cancelled`` turns true when the job is
+    cancelled (deadline, handle, shutdown); a thread handler should check it
+    and return.
+    """
+
+    __slots__ = (
+        "_cancelled",
+        "_handle",
+        "_loop",
+        "_pool",
+        "attempt",
+        "deadline",
+        "job",
+        "worker_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        job: Job,
+        worker_id: str,
+        attempt: int,
+        deadline: float | None,
+        handle: JobHandle,
+        pool: Pool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.job = job
+        """The job being run."""
+        self.worker_id = worker_id
+        """The id of the worker running it."""
+        self.attempt = attempt
+        """1 for the first attempt, 2 for the first retry, and so on."""
+        self.deadline = deadline
+        """The pool clock's time at which the job times out, or None."""
+        self._handle = handle
+        self._pool = pool
+        self._loop = loop
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job has been cancelled; the handler should stop soon."""
+        return self._cancelled
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job has got: ``fraction`` from 0.0 to 1.0, and a short note.
+
+        Safe to call from a thread handler. Progress reported after the job
+        has ended is ignored.
+
+        Raises:
+            ValueError: ``fraction`` is outside 0.0 to 1.0.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise TypeError(f"fraction must be a number, got {fraction!r}")
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be between 0.0 and 1.0, got {fraction!r}")
+        if not isinstance(message, str):
+            raise TypeError(f"message must be a str, got {type(message).__name__}")
+        if threading.get_ident() == self._pool._loop_thread:
+            self._pool._job_progress(self._handle, self.attempt, float(fraction), message)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(
+                    self._pool._job_progress, self._handle, self.attempt, float(fraction), message
+                )
+            except RuntimeError:
+                # The loop has closed: the pool is gone, and so is anyone to tell.
+                return
+
+    def __repr__(self) -> str:
+        return (
+            f"<JobContext job={self.job.id!r} worker={self.worker_id!r} "
+            f"attempt={self.attempt} cancelled={self._cancelled}>"
+        )
+
+
+class JobHandle:
+    """A submitted job: its state, and its result once it ends.
+
+    ``await handle`` returns the handler's return value, or raises a
+    :class:`~pool.errors.JobError` subclass saying how the job ended.
+    """
+
+    __slots__ = (
+        "_attempt",
+        "_cancel_reason",
+        "_cancelled_running",
+        "_ctx",
+        "_ended_at",
+        "_error",
+        "_exc",
+        "_pool",
+        "_progress",
+        "_queued_at",
+        "_result",
+        "_retry_timer",
+        "_started_at",
+        "_state",
+        "_submitted_at",
+        "_waiter",
+        "_worker",
+        "_worker_id",
+        "job",
+    )
+
+    def __init__(self, job: Job, pool: Pool, submitted_at: float) -> None:
+        self.job = job
+        """The job itself."""
+        self._pool = pool
+        self._state = JobState.QUEUED
+        self._attempt = 0
+        self._submitted_at = submitted_at
+        self._queued_at = submitted_at
+        self._worker: Any = None
+        self._cancelled_running = False
+        self._started_at: float | None = None
+        self._ended_at: float | None = None
+        self._worker_id: str | None = None
+        self._result: Any = None
+        self._error: ErrorInfo | None = None
+        self._exc: BaseException | None = None
+        self._cancel_reason: str | None = None
+        self._ctx: JobContext | None = None
+        self._progress: tuple[float, str] | None = None
+        self._retry_timer: Any = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self.job.id
+
+    @property
+    def state(self) -> JobState:
+        """The job's current state."""
+        return self._state
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts have started so far."""
+        return self._attempt
+
+    @property
+    def worker_id(self) -> str | None:
+        """The worker that runs (or last ran) the job, if any."""
+        return self._worker_id
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        """The last attempt's error, if it failed or its worker crashed."""
+        return self._error
+
+    @property
+    def submitted_at(self) -> float:
+        """The pool clock's time when the job was accepted."""
+        return self._submitted_at
+
+    @property
+    def started_at(self) -> float | None:
+        """The pool clock's time when the current or last attempt started."""
+        return self._started_at
+
+    @property
+    def ended_at(self) -> float | None:
+        """The pool clock's time when the job reached its terminal state."""
+        return self._ended_at
+
+    def done(self) -> bool:
+        """Whether the job has reached a terminal state."""
+        return self._state not in _LIVE
+
+    def cancel(self) -> bool:
+        """Cancel the job: at once if queued, by cancelling its handler if running.
+
+        Returns:
+            True if the request was made, False if the job had already ended
+            or was already being cancelled.
+        """
+        return self._pool._cancel_job(self, "cancel")
+
+    def result(self) -> Any:
+        """The handler's return value, or raise how the job ended.
+
+        Raises:
+            asyncio.InvalidStateError: The job has not ended yet.
+            JobError: It did not succeed (a subclass says how it ended).
+        """
+        state = self._state
+        if state is JobState.SUCCEEDED:
+            return self._result
+        if state in _LIVE:
+            raise asyncio.InvalidStateError(f"job {self.job.id!r} is {state.value}")
+        raise self._job_error()
+
+    def _job_error(self) -> JobError:
+        job_id = self.job.id
+        state = self._state
+        if state is JobState.FAILED:
+            assert self._error is not None
+            err = JobFailedError(
+                f"job {job_id!r} failed: {self._error.short()}", job_id=job_id, error=self._error
+            )
+            err.__cause__ = self._exc
+            return err
+        if state is JobState.TIMED_OUT:
+            return JobTimeoutError(f"job {job_id!r} timed out", job_id=job_id)
+        if state is JobState.CANCELLED:
+            return JobCancelledError(f"job {job_id!r} was cancelled", job_id=job_id)
+        return JobAbandonedError(f"job {job_id!r} was abandoned", job_id=job_id)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> Any:
+        if self._state in _LIVE:
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            # Shielded so that one awaiter's cancellation does not cancel the others' wait.
+            await asyncio.shield(waiter)
+        return self.result()
+
+    def _finish(self, state: JobState, now: float) -> None:
+        self._state = state
+        self._ended_at = now
+        self._ctx = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job.id!r} [{self._state.value}] attempts={self._attempt}>"

@@ -1,0 +1,1330 @@
+"""Pool: a supervised, resizable worker pool for asyncio programs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import random
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from . import events as ev
+from .bus import EventBus, Subscription
+from .clock import Clock, MonotonicClock, sleep
+from .errors import PoolClosed, PoolError, QueueFull
+from .job import ErrorInfo, Job, JobContext, JobHandle, JobState, check_timeout
+from .phase import PoolPhase
+from .retry import RetryPolicy
+from .runners import CoroutineRunner, Runner, ThreadRunner, WorkerDied
+from .shutdown import ShutdownReport
+from .stats import LatencyWindow, PoolStats, Throughput
+from .worker import Worker, WorkerInfo, WorkerState
+
+__all__ = ("DeadLetter", "Handler", "Pool", "PoolSnapshot")
+
+Handler = Callable[[Job, JobContext], Awaitable[object]] | Callable[[Job, JobContext], object]
+"""``async def handler(job, ctx)``, or a plain ``def`` that the pool runs in a thread."""
+
+DEFAULT_GRACE: Final = 10.0
+"""The grace period of ``shutdown()``, ``async with`` and an escalated shutdown."""
+
+TICK_INTERVAL: Final = 0.1
+"""Seconds between two ``ShutdownTick`` events."""
+
+_GONE = (WorkerState.STOPPED, WorkerState.CRASHED)
+_QUEUED = JobState.QUEUED
+_RUNNING = JobState.RUNNING
+
+_make_submitted = ev._maker(ev.JobSubmitted)
+_make_started = ev._maker(ev.JobStarted)
+_make_succeeded = ev._maker(ev.JobSucceeded)
+_make_progressed = ev._maker(ev.JobProgressed)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A job that failed for good, kept so that it can be inspected and resubmitted.
+
+    Attributes:
+        job: The job as it was submitted.
+        state: How it ended: ``failed`` or ``timed_out``.
+        error: Its last error (None for a timeout).
+        attempts: How many attempts it had.
+        at: The pool clock's time when it ended.
+    """
+
+    job: Job
+    state: JobState
+    error: ErrorInfo | None
+    attempts: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolSnapshot:
+    """A consistent picture of the pool, including every event up to ``seq``.
+
+    Attributes:
+        phase: The pool's phase.
+        seq: The sequence number of the last event this picture includes.
+        at: The pool clock's time it was taken.
+        stats: The pool's figures.
+        workers: Every worker slot, in order of id.
+        phase_deadline: During a shutdown, the clock time when the current
+            phase's wait ends; else None.
+        started_at: The clock time the pool started, or None.
+    """
+
+    phase: PoolPhase
+    seq: int
+    at: float
+    stats: PoolStats
+    workers: tuple[WorkerInfo, ...]
+    phase_deadline: float | None
+    started_at: float | None
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+class Pool:
+    """A supervised pool of workers that run one handler over many jobs.
+
+    ``await start()`` brings the workers up; ``submit`` queues jobs (waiting
+    while the bounded queue is full); ``shutdown`` stops intake, lets work
+    finish, cancels and finally abandons what will not stop, and returns a
+    :class:`ShutdownReport`, within ``grace + cancel_grace`` and a small
+    margin. ``async with Pool(...) as pool`` does the first and the last.
+
+    Every accepted job ends in exactly one terminal state, and every change
+    is published as an event (see :meth:`events`).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        workers: int = 4,
+        queue_size: int = 100,
+        max_workers: int = 1024,
+        job_timeout: float | None = None,
+        cancel_grace: float = 2.0,
+        retry: RetryPolicy | None = None,
+        max_restarts: int = 3,
+        restart_window: float = 5.0,
+        restart_backoff: float = 0.1,
+        max_dead_letters: int = 1000,
+        runner: Literal["async", "thread"] | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        name: str = "pool",
+    ) -> None:
+        """Build a pool; nothing runs until :meth:`start`.
+
+        Args:
+            handler: Called as ``handler(job, ctx)`` for every job.
+            workers: Workers to start with, 0 to ``max_workers``.
+            queue_size: How many jobs may wait for a worker (at least 1).
+            max_workers: The largest size :meth:`resize` allows.
+            job_timeout: The deadline of jobs that set none, in seconds, or None.
+            cancel_grace: Seconds a cancelled job has to stop before it is abandoned.
+            retry: When failed jobs run again; None for no retry.
+            max_restarts: Crash restarts allowed within ``restart_window``;
+                one more and the pool gives up and shuts down ``failed``.
+            restart_window: The window, in seconds, that restarts are counted over.
+            restart_backoff: The wait before the first restart in the window;
+                it doubles with each further one, up to 5 seconds.
+            max_dead_letters: How many failed jobs are kept (the oldest go first).
+            runner: ``"async"`` or ``"thread"``; by default, ``async def``
+                handlers run on the loop and plain ones in threads.
+            clock: Where time comes from (a :class:`~pool.clock.ManualClock` in tests).
+            seed: Seed for the retry jitter, for reproducible runs.
+            name: Shown in ``repr`` and in thread names.
+
+        Raises:
+            TypeError, ValueError: An argument is of the wrong type or out of range.
+        """
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        self._max_workers = _check_int("max_workers", max_workers, 1)
+        self._target = _check_int("workers", workers, 0, self._max_workers)
+        self._queue_size = _check_int("queue_size", queue_size, 1)
+        self._job_timeout = check_timeout("job_timeout", job_timeout)
+        cancel = check_timeout("cancel_grace", cancel_grace, allow_zero=True)
+        self._cancel_grace: float = 0.0 if cancel is None else cancel
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        self._retry = retry
+        self._max_restarts = _check_int("max_restarts", max_restarts, 0)
+        window = check_timeout("restart_window", restart_window)
+        if window is None:
+            raise TypeError("restart_window must be a number of seconds, got None")
+        self._restart_window = window
+        backoff = check_timeout("restart_backoff", restart_backoff, allow_zero=True)
+        self._restart_backoff: float = 0.0 if backoff is None else backoff
+        _check_int("max_dead_letters", max_dead_letters, 0)
+        if runner is None:
+            runner = "async" if _is_async(handler) else "thread"
+        elif runner not in ("async", "thread"):
+            raise ValueError(f"runner must be 'async' or 'thread', got {runner!r}")
+        self._runner_kind = runner
+        self._handler = handler
+        if clock is None:
+            clock = MonotonicClock()
+        elif not (
+            callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_later", None))
+        ):
+            raise TypeError(f"clock must have now() and call_later(), got {clock!r}")
+        self._clock: Clock = clock
+        self._now = clock.now
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        self._name = name
+        self._rng = random.Random(seed)
+
+        self._phase = PoolPhase.CREATED
+        self._paused = False
+        self._closed = False
+        self._bus = EventBus()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = -1
+        self._started_at: float | None = None
+
+        # Jobs. A handle is in ``_live`` from acceptance to its terminal state.
+        self._live: dict[str, JobHandle] = {}
+        self._queue: deque[JobHandle] = deque()  # may hold cancelled handles: skipped
+        self._ready = 0  # live handles in ``_queue``: what the capacity bounds
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._dead: deque[DeadLetter] = deque(maxlen=max_dead_letters)
+
+        # Counters of the accounting identity (see PoolStats).
+        self._submitted = 0
+        self._rejected = 0
+        self._queued = 0  # ready, handed to a worker not yet started, or waiting for a retry
+        self._running = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._timed_out = 0
+        self._cancelled = 0
+        self._abandoned = 0
+        self._retried = 0
+        self._restarts = 0
+
+        self._run_times = LatencyWindow()
+        self._waits = LatencyWindow()
+        self._throughput = Throughput(clock.now())
+
+        # Workers, by slot id.
+        self._workers: dict[str, Worker] = {}
+        self._idle: deque[Worker] = deque()
+        self._next_worker = 1
+        self._retiring = 0
+        self._crashes: deque[float] = deque()
+        self._restart_timers: dict[str, Any] = {}
+        self._stopping_workers = False
+
+        # Shutdown.
+        self._shutdown_task: asyncio.Task[ShutdownReport] | None = None
+        self._report: ShutdownReport | None = None
+        self._escalations = 0
+        self._phase_deadline: float | None = None
+        self._settled: asyncio.Future[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self._name
+
+    @property
+    def phase(self) -> PoolPhase:
+        """Where the pool is in its lifecycle."""
+        return self._phase
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the pool reads time from."""
+        return self._clock
+
+    @property
+    def queue_size(self) -> int:
+        """The queue's bound."""
+        return self._queue_size
+
+    @property
+    def max_workers(self) -> int:
+        """The largest size :meth:`resize` allows."""
+        return self._max_workers
+
+    async def start(self) -> None:
+        """Start the workers; returns once every one of them is idle and ready.
+
+        Raises:
+            PoolError: The pool was already started.
+        """
+        if self._phase is not PoolPhase.CREATED:
+            raise PoolError(f"cannot start: pool is {self._phase.value}")
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._set_phase(PoolPhase.STARTING)
+        self._started_at = self._now()
+        self._throughput = Throughput(self._started_at)
+        new = [self._spawn() for _ in range(self._target)]
+        await self._wait_ready(new)
+        if not self._closed:  # supervision may have given up already
+            self._set_phase(PoolPhase.RUNNING)
+
+    async def __aenter__(self) -> Pool:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    async def pause(self) -> None:
+        """Stop taking jobs from the queue; running jobs go on and submit still works.
+
+        Raises:
+            PoolError: The pool is not running (or already paused).
+        """
+        if self._phase is not PoolPhase.RUNNING:
+            raise PoolError(f"cannot pause: pool is {self._phase.value}")
+        self._paused = True
+        self._set_phase(PoolPhase.PAUSED)
+
+    async def resume(self) -> None:
+        """Take jobs from the queue again after :meth:`pause`.
+
+        Raises:
+            PoolError: The pool is not paused.
+        """
+        if self._phase is not PoolPhase.PAUSED:
+            raise PoolError(f"cannot resume: pool is {self._phase.value}")
+        self._set_phase(PoolPhase.RUNNING)
+        self._unpause()
+
+    def _unpause(self) -> None:
+        self._paused = False
+        while self._idle and self._ready:
+            handle = self._pop_ready()
+            if handle is None:
+                break
+            self._hand_to_idle(handle)
+
+    def _set_phase(self, phase: PoolPhase, reason: str | None = None) -> None:
+        previous = self._phase
+        self._phase = phase
+        self._emit(ev.PhaseChanged, phase=phase, previous=previous, reason=reason)
+
+    # --- submitting ---------------------------------------------------------
+
+    def _check_submit(self, job: Job) -> None:
+        if not isinstance(job, Job):
+            raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        phase = self._phase
+        if self._closed:
+            raise PoolClosed(f"pool is {phase.value}: it accepts no more jobs")
+        if phase is not PoolPhase.RUNNING and phase is not PoolPhase.PAUSED:
+            raise PoolError(f"cannot submit: pool is {phase.value}, not started")
+        if job.id in self._live:
+            raise ValueError(f"job id {job.id!r} is already queued or running")
+
+    def submit_nowait(self, job: Job) -> JobHandle:
+        """Queue ``job`` now, or refuse it at once.
+
+        Raises:
+            QueueFull: The queue is at capacity (the job counts as rejected).
+            PoolClosed: The pool's shutdown has begun.
+            ValueError: A live job has the same id.
+        """
+        self._check_submit(job)
+        if self._ready >= self._queue_size:
+            self._reject(job)
+        return self._accept(job)
+
+    async def submit(self, job: Job, *, timeout: float | None = None) -> JobHandle:  # noqa: ASYNC109
+        """Queue ``job``, waiting while the queue is full.
+
+        Args:
+            job: The job.
+            timeout: Give up after this many seconds of waiting (None: wait as
+                long as it takes).
+
+        Raises:
+            QueueFull: ``timeout`` passed with the queue still full (the job
+                counts as rejected).
+            PoolClosed: The pool's shutdown began before or while waiting.
+            ValueError: A live job has the same id.
+        """
+        limit = check_timeout("timeout", timeout, allow_zero=True)
+        self._check_submit(job)
+        if self._ready >= self._queue_size:
+            await self._wait_for_room(job, limit)
+        return self._accept(job)
+
+    async def _wait_for_room(self, job: Job, limit: float | None) -> None:
+        deadline = None if limit is None else self._now() + limit
+        while self._ready >= self._queue_size:
+            remaining = None if deadline is None else deadline - self._now()
+            if remaining is not None and remaining <= 0:
+                self._reject(job)
+            assert self._loop is not None
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._putters.append(fut)
+            timer = None
+            if remaining is not None:
+                timer = self._clock.call_later(remaining, functools.partial(_set_none, fut))
+            try:
+                await fut
+            except BaseException:
+                # Cancelled: if a slot was handed to us, pass it to the next waiter.
+                if fut.done() and not fut.cancelled():
+                    self._wake_putter()
+                else:
+                    fut.cancel()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            self._check_submit(job)  # closed, or the id taken, while we waited
+
+    def _wake_putter(self) -> None:
+        putters = self._putters
+        while putters:
+            fut = putters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def _reject(self, job: Job) -> None:
+        self._submitted += 1
+        self._rejected += 1
+        self._emit(ev.JobRejected, job_id=job.id, reason="queue full")
+        raise QueueFull(f"queue is full ({self._queue_size} jobs waiting)")
+
+    def _accept(self, job: Job) -> JobHandle:
+        now = self._now()
+        handle = JobHandle(job, self, now)
+        handle._queued_at = now
+        self._live[job.id] = handle
+        self._submitted += 1
+        self._queued += 1
+        self._dispatch(handle)
+        bus = self._bus
+        if bus._subs:
+            bus.seq += 1
+            bus.publish(_make_submitted(bus.seq, now, job.id, self._queued))
+        return handle
+
+    def _dispatch(self, handle: JobHandle) -> None:
+        """Give a queued handle to an idle worker if one waits, else to the queue."""
+        if self._idle and not self._paused:
+            self._hand_to_idle(handle)
+        else:
+            self._queue.append(handle)
+            self._ready += 1
+
+    def _hand_to_idle(self, handle: JobHandle) -> None:
+        idle = self._idle
+        while idle:
+            wake = idle.popleft().wake
+            if wake is not None and not wake.done():
+                wake.set_result(handle)
+                return
+        self._queue.append(handle)
+        self._ready += 1
+
+    def _pop_ready(self) -> JobHandle | None:
+        queue = self._queue
+        while queue:
+            handle = queue.popleft()
+            if handle._state is _QUEUED:
+                self._ready -= 1
+                if self._putters:
+                    self._wake_putter()
+                return handle
+        return None
+
+    async def _take(self, worker: Worker) -> JobHandle | None:
+        """The next job for ``worker``, or None when it should exit."""
+        ready = worker.ready
+        if not ready.done():
+            ready.set_result(None)
+        while True:
+            if worker.retiring or self._stopping_workers:
+                return None
+            if not self._paused and self._ready:
+                handle = self._pop_ready()
+                if handle is not None:
+                    return handle
+            assert self._loop is not None
+            wake: asyncio.Future[JobHandle | None] = self._loop.create_future()
+            worker.wake = wake
+            self._idle.append(worker)
+            try:
+                handle = await wake
+            except BaseException:
+                if worker in self._idle:
+                    self._idle.remove(worker)
+                if wake.done() and not wake.cancelled():
+                    given = wake.result()
+                    if given is not None and given._state is _QUEUED:
+                        self._queue.appendleft(given)
+                        self._ready += 1
+                raise
+            finally:
+                worker.wake = None
+            if handle is not None and handle._state is _QUEUED:
+                return handle
+
+    # --- running jobs -------------------------------------------------------
+
+    def _begin_job(self, worker: Worker, handle: JobHandle) -> JobContext:
+        now = self._now()
+        self._queued -= 1
+        self._running += 1
+        handle._state = _RUNNING
+        handle._attempt += 1
+        handle._started_at = now
+        handle._worker_id = worker.id
+        handle._worker = worker
+        handle._progress = None
+        worker.job = handle
+        waited = now - handle._queued_at
+        self._waits.add(waited)
+        timeout = handle.job.timeout or self._job_timeout
+        deadline = None
+        if timeout is not None:
+            deadline = now + timeout
+            worker.deadline_timer = self._clock.call_later(
+                timeout, functools.partial(self._request_cancel, worker, handle, "timeout")
+            )
+        assert self._loop is not None
+        ctx = JobContext(
+            job=handle.job,
+            worker_id=worker.id,
+            attempt=handle._attempt,
+            deadline=deadline,
+            handle=handle,
+            pool=self,
+            loop=self._loop,
+        )
+        handle._ctx = ctx
+        bus = self._bus
+        if bus._subs:
+            bus.seq += 1
+            bus.publish(
+                _make_started(bus.seq, now, handle.job.id, worker.id, handle._attempt, waited)
+            )
+        return ctx
+
+    def _end_job(
+        self, worker: Worker, handle: JobHandle, result: object, exc: BaseException | None
+    ) -> None:
+        """Account for the end of an attempt that ran on ``worker``."""
+        now = self._now()
+        worker.clear_timers()
+        worker.job = None
+        self._running -= 1
+        duration = now - (handle._started_at or now)
+        self._run_times.add(duration)
+        reason = handle._cancel_reason
+        if reason is None and exc is None:
+            worker.jobs_done += 1
+            self._succeeded += 1
+            handle._result = result
+            self._terminal(handle, JobState.SUCCEEDED, now)
+            bus = self._bus
+            if bus._subs:
+                bus.seq += 1
+                bus.publish(
+                    _make_succeeded(
+                        bus.seq, now, handle.job.id, worker.id, handle._attempt, duration
+                    )
+                )
+        elif reason is None:
+            assert exc is not None
+            worker.jobs_failed += 1
+            self._attempt_failed(handle, worker.id, exc, duration, now)
+        elif reason == "timeout":
+            worker.jobs_failed += 1
+            retry = self._retry
+            if (
+                retry is not None
+                and retry.retry_timeouts
+                and handle._attempt < retry.max_attempts
+                and self._may_retry()
+            ):
+                info = ErrorInfo(type="TimeoutError", message="job timed out")
+                self._schedule_retry(handle, worker.id, info, duration, now)
+            else:
+                self._timed_out += 1
+                self._terminal(handle, JobState.TIMED_OUT, now)
+                self._keep_dead(handle, JobState.TIMED_OUT, None, now)
+                self._emit(
+                    ev.JobTimedOut,
+                    job_id=handle.job.id,
+                    worker_id=worker.id,
+                    attempt=handle._attempt,
+                    duration=duration,
+                    at=now,
+                )
+        else:
+            handle._cancelled_running = True
+            self._cancelled += 1
+            self._terminal(handle, JobState.CANCELLED, now)
+            self._emit(
+                ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
+            )
+        self._check_settled()
+
+    def _attempt_failed(
+        self,
+        handle: JobHandle,
+        worker_id: str | None,
+        exc: BaseException,
+        duration: float,
+        now: float,
+        info: ErrorInfo | None = None,
+    ) -> None:
+        info = info or ErrorInfo.from_exception(exc)
+        handle._error = info
+        handle._exc = exc
+        retry = self._retry
+        if retry is not None and handle._attempt < retry.max_attempts and self._may_retry():
+            self._schedule_retry(handle, worker_id, info, duration, now)
+            return
+        self._failed += 1
+        self._terminal(handle, JobState.FAILED, now)
+        self._keep_dead(handle, JobState.FAILED, info, now)
+        self._emit(
+            ev.JobFailed,
+            job_id=handle.job.id,
+            worker_id=worker_id,
+            attempt=handle._attempt,
+            duration=duration,
+            error=info,
+            at=now,
+        )
+
+    def _may_retry(self) -> bool:
+        # Once the shutdown cancels, nothing new may be queued: it would never run.
+        return (
+            self._phase not in (PoolPhase.CANCELLING, PoolPhase.FORCING)
+            and not self._phase.is_final
+        )
+
+    def _schedule_retry(
+        self, handle: JobHandle, worker_id: str | None, info: ErrorInfo, duration: float, now: float
+    ) -> None:
+        assert self._retry is not None
+        delay = self._retry.delay(handle._attempt + 1, self._rng)
+        handle._state = _QUEUED
+        handle._cancel_reason = None
+        handle._worker = None
+        self._queued += 1
+        self._retried += 1
+        handle._retry_timer = self._clock.call_later(
+            delay, functools.partial(self._requeue, handle)
+        )
+        self._emit(
+            ev.JobRetryScheduled,
+            job_id=handle.job.id,
+            worker_id=worker_id,
+            attempt=handle._attempt,
+            duration=duration,
+            error=info,
+            delay=delay,
+            at=now,
+        )
+
+    def _requeue(self, handle: JobHandle) -> None:
+        handle._retry_timer = None
+        if handle._state is not _QUEUED:
+            return
+        handle._queued_at = self._now()
+        # Retries skip the bound: they were accepted already, and a full queue
+        # must not make an accepted job wait on new ones.
+        self._dispatch(handle)
+
+    def _terminal(self, handle: JobHandle, state: JobState, now: float) -> None:
+        handle._worker = None
+        handle._finish(state, now)
+        job_id = handle.job.id
+        if self._live.get(job_id) is handle:
+            del self._live[job_id]
+        self._throughput.add(now)
+
+    def _keep_dead(
+        self, handle: JobHandle, state: JobState, info: ErrorInfo | None, now: float
+    ) -> None:
+        if self._dead.maxlen:
+            self._dead.append(
+                DeadLetter(
+                    job=handle.job, state=state, error=info, attempts=handle._attempt, at=now
+                )
+            )
+
+    def _job_progress(self, handle: JobHandle, attempt: int, fraction: float, message: str) -> None:
+        if handle._state is not _RUNNING or handle._attempt != attempt:
+            return  # reported after the attempt ended
+        handle._progress = (fraction, message)
+        bus = self._bus
+        if bus._subs:
+            bus.seq += 1
+            worker_id = handle._worker_id or ""
+            bus.publish(
+                _make_progressed(bus.seq, self._now(), handle.job.id, worker_id, fraction, message)
+            )
+
+    # --- cancelling ---------------------------------------------------------
+
+    def _cancel_job(self, handle: JobHandle, reason: str) -> bool:
+        """Cancel a job by request of its handle; see :meth:`JobHandle.cancel`."""
+        if handle._pool is not self:
+            raise ValueError("the handle belongs to another pool")
+        state = handle._state
+        if state is _QUEUED:
+            self._cancel_queued(handle, self._now())
+            self._check_settled()
+            return True
+        if state is _RUNNING and handle._cancel_reason is None:
+            worker = handle._worker
+            assert isinstance(worker, Worker)
+            self._request_cancel(worker, handle, reason)
+            return True
+        return False
+
+    def _cancel_queued(self, handle: JobHandle, now: float) -> None:
+        timer = handle._retry_timer
+        if timer is not None:
+            timer.cancel()
+            handle._retry_timer = None
+        elif handle in self._queue:
+            # Left in the deque and skipped when reached; it no longer takes room.
+            self._ready -= 1
+            if self._putters:
+                self._wake_putter()
+        self._queued -= 1
+        self._cancelled += 1
+        handle._cancelled_running = False
+        self._terminal(handle, JobState.CANCELLED, now)
+        self._emit(ev.JobCancelled, job_id=handle.job.id, worker_id=None, started=False, at=now)
+
+    def _request_cancel(self, worker: Worker, handle: JobHandle, reason: str) -> None:
+        """Ask the handler running ``handle`` on ``worker`` to stop."""
+        if worker.job is not handle or handle._cancel_reason is not None:
+            return
+        handle._cancel_reason = reason
+        ctx = handle._ctx
+        if ctx is not None:
+            ctx._cancelled = True
+        if worker.runner.cancels_task:
+            assert worker.task is not None
+            worker.cancels += 1
+            worker.task.cancel()
+        self._emit(ev.JobCancelRequested, job_id=handle.job.id, worker_id=worker.id, reason=reason)
+        if reason != "shutdown":  # the shutdown abandons on its own schedule
+            worker.abandon_timer = self._clock.call_later(
+                self._cancel_grace, functools.partial(self._abandon, worker, handle)
+            )
+
+    def _abandon(self, worker: Worker, handle: JobHandle) -> None:
+        """Give up on a job that ignored its cancellation; the slot gets a fresh worker."""
+        if worker.job is not handle or handle._state is not _RUNNING:
+            return
+        now = self._now()
+        worker.clear_timers()
+        worker.detached = True
+        worker.job = None
+        self._running -= 1
+        self._abandoned += 1
+        duration = now - (handle._started_at or now)
+        self._terminal(handle, JobState.ABANDONED, now)
+        self._emit(
+            ev.JobAbandoned, job_id=handle.job.id, worker_id=worker.id, duration=duration, at=now
+        )
+        worker.runner.abandon()
+        if self._workers.get(worker.id) is worker:
+            if worker.retiring or self._stopping_workers or self._phase.is_shutting_down:
+                self._retire_slot(worker)
+            else:
+                self._spawn(worker.id, previous=worker)
+                self._emit(ev.WorkerReplaced, worker_id=worker.id, job_id=handle.job.id)
+        self._check_settled()
+
+    # --- workers and supervision -------------------------------------------
+
+    def _make_runner(self, worker_id: str) -> Runner:
+        if self._runner_kind == "async":
+            return CoroutineRunner(self._handler)  # type: ignore[arg-type]
+        return ThreadRunner(self._handler, f"{self._name}-{worker_id}")
+
+    def _spawn(self, worker_id: str | None = None, previous: Worker | None = None) -> Worker:
+        """Start a worker, in a new slot or in place of ``previous``."""
+        assert self._loop is not None
+        if worker_id is None:
+            worker_id = f"w{self._next_worker}"
+            self._next_worker += 1
+        worker = Worker(worker_id, self._make_runner(worker_id), self._loop.create_future())
+        if previous is not None:
+            worker.restarts = previous.restarts
+            worker.jobs_done = previous.jobs_done
+            worker.jobs_failed = previous.jobs_failed
+        self._workers[worker_id] = worker
+        worker.runner.start()
+        task = self._loop.create_task(worker.run(self), name=f"{self._name}-{worker_id}")
+        worker.task = task
+        task.add_done_callback(functools.partial(self._worker_exited, worker))
+        if previous is None:
+            self._emit(ev.WorkerStarted, worker_id=worker_id)
+        return worker
+
+    async def _wait_ready(self, workers: list[Worker]) -> None:
+        pending = [w.ready for w in workers if not w.ready.done()]
+        if pending:
+            await asyncio.wait(pending)
+
+    def _worker_exited(self, worker: Worker, task: asyncio.Task[None]) -> None:
+        """Done callback of every worker task: a normal exit, a cancellation or a crash."""
+        if not worker.ready.done():
+            worker.ready.set_result(None)
+        if task.cancelled():
+            exc: BaseException | None = None
+        else:
+            exc = task.exception()
+        worker.runner.stop()
+        if worker.detached or self._workers.get(worker.id) is not worker:
+            return  # replaced after its job was abandoned: its fate is already told
+        handle = worker.job
+        if task.cancelled():
+            # Cancelled from outside (the loop is going away): not a crash.
+            if handle is not None:
+                self._lose_job(worker, handle, None)
+            worker.status = WorkerState.STOPPED
+            self._drop_slot(worker)
+            return
+        if exc is None:
+            self._retire_slot(worker)
+            return
+        self._crash(worker, handle, exc)
+
+    def _lose_job(self, worker: Worker, handle: JobHandle, crash: BaseException | None) -> None:
+        """End the attempt a dead worker held: failed or retried after a crash, else cancelled."""
+        now = self._now()
+        worker.clear_timers()
+        worker.job = None
+        self._running -= 1
+        duration = now - (handle._started_at or now)
+        if crash is not None and handle._cancel_reason is None:
+            worker.jobs_failed += 1
+            cause = crash.__cause__ if isinstance(crash, WorkerDied) and crash.__cause__ else crash
+            info = ErrorInfo.from_exception(cause)
+            info = ErrorInfo(
+                type=info.type,
+                message=f"worker {worker.id} crashed: {info.message}",
+                traceback=info.traceback,
+            )
+            self._attempt_failed(handle, None, crash, duration, now, info)
+        elif handle._cancel_reason == "timeout":
+            self._timed_out += 1
+            self._terminal(handle, JobState.TIMED_OUT, now)
+            self._emit(
+                ev.JobTimedOut,
+                job_id=handle.job.id,
+                worker_id=worker.id,
+                attempt=handle._attempt,
+                duration=duration,
+                at=now,
+            )
+        else:
+            handle._cancelled_running = True
+            self._cancelled += 1
+            self._terminal(handle, JobState.CANCELLED, now)
+            self._emit(
+                ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
+            )
+        self._check_settled()
+
+    def _crash(self, worker: Worker, handle: JobHandle | None, exc: BaseException) -> None:
+        now = self._now()
+        cause = exc.__cause__ if isinstance(exc, WorkerDied) and exc.__cause__ else exc
+        info = ErrorInfo.from_exception(cause)
+        if handle is not None:
+            self._lose_job(worker, handle, exc)
+        if worker.retiring or self._phase.is_shutting_down or self._stopping_workers:
+            self._emit(
+                ev.WorkerCrashed,
+                worker_id=worker.id,
+                job_id=_id(handle),
+                error=info,
+                restart_in=None,
+            )
+            self._retire_slot(worker)
+            return
+        crashes = self._crashes
+        while crashes and crashes[0] <= now - self._restart_window:
+            crashes.popleft()
+        if len(crashes) >= self._max_restarts:
+            worker.status = WorkerState.CRASHED
+            self._emit(
+                ev.WorkerCrashed,
+                worker_id=worker.id,
+                job_id=_id(handle),
+                error=info,
+                restart_in=None,
+            )
+            reason = (
+                f"worker {worker.id} crashed {len(crashes) + 1} times within "
+                f"{self._restart_window:g}s (max_restarts={self._max_restarts}): {info.short()}"
+            )
+            self._begin_shutdown(DEFAULT_GRACE, False, self._cancel_grace, reason)
+            return
+        delay = min(self._restart_backoff * 2.0 ** len(crashes), 5.0)
+        crashes.append(now)
+        worker.status = WorkerState.RESTARTING
+        self._emit(
+            ev.WorkerCrashed, worker_id=worker.id, job_id=_id(handle), error=info, restart_in=delay
+        )
+        self._restart_timers[worker.id] = self._clock.call_later(
+            delay, functools.partial(self._restart, worker)
+        )
+
+    def _restart(self, worker: Worker) -> None:
+        self._restart_timers.pop(worker.id, None)
+        if self._workers.get(worker.id) is not worker:
+            return  # retired by a resize while it waited
+        if self._phase.is_shutting_down:
+            worker.status = WorkerState.STOPPED
+            return
+        new = self._spawn(worker.id, previous=worker)
+        new.restarts += 1
+        self._restarts += 1
+        self._emit(ev.WorkerRestarted, worker_id=worker.id, restarts=new.restarts)
+
+    def _retire_slot(self, worker: Worker) -> None:
+        """A worker has exited for good: drop a retired slot, or mark it stopped."""
+        if self._stopping_workers or self._phase.is_shutting_down:
+            if worker.status is not WorkerState.CRASHED:
+                worker.status = WorkerState.STOPPED
+            if worker.retiring:
+                self._retiring -= 1
+                worker.retiring = False
+            self._emit(ev.WorkerStopped, worker_id=worker.id)
+            return
+        self._drop_slot(worker)
+        self._emit(ev.WorkerStopped, worker_id=worker.id)
+
+    def _drop_slot(self, worker: Worker) -> None:
+        if self._workers.get(worker.id) is worker:
+            del self._workers[worker.id]
+        if worker.retiring:
+            self._retiring -= 1
+            worker.retiring = False
+        if worker in self._idle:
+            self._idle.remove(worker)
+
+    async def resize(self, workers: int) -> None:
+        """Set the pool's size; returns once any new workers are ready.
+
+        Growing starts workers at once. Shrinking retires workers waiting for
+        a restart first, then idle ones, then marks busy ones retiring: they
+        finish their job and exit. A resize never cancels a running job.
+
+        Raises:
+            TypeError, ValueError: ``workers`` is not an int from 0 to ``max_workers``.
+            PoolClosed: The pool's shutdown has begun.
+            PoolError: The pool has not been started.
+        """
+        target = _check_int("workers", workers, 0, self._max_workers)
+        if self._phase.is_shutting_down:
+            raise PoolClosed(f"cannot resize: pool is {self._phase.value}")
+        if self._phase is PoolPhase.CREATED:
+            previous, self._target = self._target, target
+            self._emit(ev.PoolResized, target=target, previous=previous)
+            return
+        if self._phase is PoolPhase.STARTING:
+            raise PoolError("cannot resize: pool is starting")
+        previous, self._target = self._target, target
+        self._emit(ev.PoolResized, target=target, previous=previous)
+        staying = len(self._workers) - self._retiring
+        if target > staying:
+            new = [self._spawn() for _ in range(target - staying)]
+            await self._wait_ready(new)
+        elif target < staying:
+            self._shrink(staying - target)
+
+    def _shrink(self, count: int) -> None:
+        slots = [w for w in self._workers.values() if not w.retiring]
+        restarting = [w for w in slots if w.status is WorkerState.RESTARTING]
+        idle = [w for w in slots if w.status is None and w.job is None]
+        busy = [w for w in slots if w.status is None and w.job is not None]
+        for worker in (restarting + idle[::-1] + busy[::-1])[:count]:
+            if worker.status is WorkerState.RESTARTING:
+                timer = self._restart_timers.pop(worker.id, None)
+                if timer is not None:
+                    timer.cancel()
+                self._drop_slot(worker)
+                self._emit(ev.WorkerStopped, worker_id=worker.id)
+                continue
+            worker.retiring = True
+            self._retiring += 1
+            wake = worker.wake
+            if wake is not None and not wake.done():
+                # Waiting for a job: it exits at once.
+                if worker in self._idle:
+                    self._idle.remove(worker)
+                wake.set_result(None)
+            else:
+                self._emit(ev.WorkerRetireRequested, worker_id=worker.id)
+
+    # --- shutdown -----------------------------------------------------------
+
+    async def shutdown(
+        self, grace: float = DEFAULT_GRACE, drain: bool = True, cancel_grace: float | None = None
+    ) -> ShutdownReport:
+        """Stop the pool gracefully and account for every job; never hangs.
+
+        1. Intake closes: submit raises PoolClosed, waiting submitters too.
+        2. With ``drain`` queued jobs still run; without, they are handed back.
+        3. Up to ``grace`` seconds for every job to end, with a
+           ``ShutdownTick`` about every 100 ms.
+        4. Then running jobs are cancelled, queued ones handed back, and
+        5. after ``cancel_grace`` (default: the pool's) the rest is abandoned.
+
+        Returns within ``grace + cancel_grace`` and a few milliseconds. Called
+        again while it runs, it skips to the next phase (as a second Ctrl-C
+        would); once done, it returns the same report.
+
+        Raises:
+            TypeError, ValueError: ``grace`` or ``cancel_grace`` is not a
+                number of seconds >= 0.
+        """
+        grace_s = check_timeout("grace", grace, allow_zero=True)
+        cancel_s = check_timeout("cancel_grace", cancel_grace, allow_zero=True)
+        if grace_s is None:
+            raise TypeError("grace must be a number of seconds, got None")
+        if self._report is not None:
+            return self._report
+        if self._shutdown_task is None:
+            self._begin_shutdown(
+                grace_s, bool(drain), self._cancel_grace if cancel_s is None else cancel_s, None
+            )
+        else:
+            self._escalate()
+        assert self._shutdown_task is not None
+        return await asyncio.shield(self._shutdown_task)
+
+    def _begin_shutdown(
+        self, grace: float, drain: bool, cancel_grace: float, reason: str | None
+    ) -> None:
+        if self._shutdown_task is not None:
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        self._shutdown_task = loop.create_task(
+            self._run_shutdown(grace, drain, cancel_grace, reason), name=f"{self._name}-shutdown"
+        )
+
+    def _escalate(self) -> None:
+        self._escalations += 1
+        self._wake_settled()
+
+    def _check_settled(self) -> None:
+        if self._settled is not None and not self._queued and not self._running:
+            self._wake_settled()
+
+    def _wake_settled(self) -> None:
+        settled = self._settled
+        if settled is not None and not settled.done():
+            settled.set_result(None)
+
+    async def _wait_settled(self, seconds: float) -> bool:
+        """Wait until no job is queued or running, ``seconds`` pass, or an escalation.
+
+        Returns:
+            True if every job has ended.
+        """
+        if not self._queued and not self._running:
+            return True
+        assert self._loop is not None
+        settled = self._settled = self._loop.create_future()
+        self._phase_deadline = self._now() + seconds
+        timer = self._clock.call_later(seconds, self._wake_settled)
+        try:
+            while not settled.done():
+                await settled
+        finally:
+            timer.cancel()
+            self._settled = None
+            self._phase_deadline = None
+        return not self._queued and not self._running
+
+    async def _run_shutdown(
+        self, grace: float, drain: bool, cancel_grace: float, reason: str | None
+    ) -> ShutdownReport:
+        start = self._now()
+        self._closed = True
+        if self._phase is PoolPhase.CREATED or self._loop_thread == -1:
+            return self._finish_shutdown(start, PoolPhase.DRAINING, reason, [])
+        self._set_phase(PoolPhase.DRAINING, reason)
+        self._emit(ev.ShutdownStarted, grace=grace, cancel_grace=cancel_grace, drain=drain)
+        live = list(self._live.values())
+        while self._putters:
+            self._wake_putter()  # they find the pool closed and raise PoolClosed
+        if not drain:
+            self._hand_back_queued()
+        ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"{self._name}-ticks")
+        try:
+            reached = PoolPhase.DRAINING
+            if self._paused and drain:
+                self._unpause()
+            if not self._escalations:
+                await self._wait_settled(grace)
+            if self._queued or self._running:
+                reached = PoolPhase.CANCELLING
+                self._set_phase(PoolPhase.CANCELLING)
+                self._hand_back_queued()
+                for worker in list(self._workers.values()):
+                    if worker.job is not None:
+                        self._request_cancel(worker, worker.job, "shutdown")
+                if self._escalations < 2:
+                    await self._wait_settled(cancel_grace)
+            if self._running:
+                reached = PoolPhase.FORCING
+                self._set_phase(PoolPhase.FORCING)
+                for worker in list(self._workers.values()):
+                    if worker.job is not None:
+                        self._abandon(worker, worker.job)
+            await self._stop_workers()
+        finally:
+            ticker.cancel()
+        return self._finish_shutdown(start, reached, reason, live)
+
+    async def _tick(self) -> None:
+        while True:
+            await sleep(self._clock, TICK_INTERVAL)
+            deadline = self._phase_deadline
+            remaining = 0.0 if deadline is None else max(0.0, deadline - self._now())
+            self._emit(
+                ev.ShutdownTick,
+                phase=self._phase,
+                remaining=remaining,
+                running=self._running,
+                queued=self._queued,
+            )
+
+    def _hand_back_queued(self) -> None:
+        now = self._now()
+        for handle in list(self._live.values()):
+            if handle._state is _QUEUED:
+                self._cancel_queued(handle, now)
+
+    async def _stop_workers(self) -> None:
+        self._stopping_workers = True
+        for timer in self._restart_timers.values():
+            timer.cancel()
+        self._restart_timers.clear()
+        tasks = []
+        for worker in list(self._workers.values()):
+            if worker.status is WorkerState.RESTARTING:
+                worker.status = WorkerState.STOPPED
+                self._emit(ev.WorkerStopped, worker_id=worker.id)
+            elif worker.task is not None and not worker.task.done() and not worker.detached:
+                tasks.append(worker.task)
+        while self._idle:
+            wake = self._idle.popleft().wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+        if tasks:
+            # Every one of them is idle (no job is running now), so each exits
+            # at its next step.
+            await asyncio.wait(tasks)
+
+    def _finish_shutdown(
+        self, start: float, reached: PoolPhase, reason: str | None, live: list[JobHandle]
+    ) -> ShutdownReport:
+        finished: list[str] = []
+        cancelled: list[Job] = []
+        not_started: list[Job] = []
+        abandoned: list[Job] = []
+        for handle in live:
+            state = handle._state
+            if state is JobState.CANCELLED:
+                (cancelled if handle._cancelled_running else not_started).append(handle.job)
+            elif state is JobState.ABANDONED:
+                abandoned.append(handle.job)
+            else:
+                finished.append(handle.job.id)
+        failed = reason is not None
+        report = ShutdownReport(
+            finished=tuple(finished),
+            cancelled=tuple(j.id for j in cancelled),
+            not_started=tuple(j.id for j in not_started),
+            abandoned=tuple(j.id for j in abandoned),
+            unfinished=tuple(cancelled + not_started + abandoned),
+            duration=self._now() - start,
+            phase_reached=reached,
+            reason=reason,
+            failed=failed,
+        )
+        self._report = report
+        final = PoolPhase.FAILED if failed else PoolPhase.STOPPED
+        self._set_phase(final, reason)
+        self._emit(
+            ev.PoolStopped,
+            phase=final,
+            phase_reached=reached,
+            finished=len(report.finished),
+            cancelled=len(report.cancelled),
+            not_started=len(report.not_started),
+            abandoned=len(report.abandoned),
+            duration=report.duration,
+            reason=reason,
+        )
+        self._bus.close()
+        return report
+
+    async def wait_stopped(self) -> ShutdownReport:
+        """Wait until a shutdown (requested or escalated) has finished, and return its report.
+
+        Raises:
+            PoolError: No shutdown has begun.
+        """
+        if self._report is not None:
+            return self._report
+        if self._shutdown_task is None:
+            raise PoolError(
+                f"cannot wait for the stop: pool is {self._phase.value}, no shutdown began"
+            )
+        return await asyncio.shield(self._shutdown_task)
+
+    # --- dead letters -------------------------------------------------------
+
+    def dead_letters(self) -> tuple[DeadLetter, ...]:
+        """The failed jobs kept, oldest first."""
+        return tuple(self._dead)
+
+    async def resubmit(self, job_id: str) -> JobHandle:
+        """Submit a dead letter's job again (its attempts start over) and remove it.
+
+        Raises:
+            ValueError: No dead letter has that id.
+            PoolClosed, QueueFull: As :meth:`submit`.
+        """
+        for letter in self._dead:
+            if letter.job.id == job_id:
+                break
+        else:
+            raise ValueError(f"no dead letter with id {job_id!r}")
+        handle = await self.submit(letter.job)
+        self._dead.remove(letter)
+        return handle
+
+    # --- observing ----------------------------------------------------------
+
+    def events(self, maxsize: int = 10_000) -> Subscription:
+        """Subscribe to the pool's events from now on.
+
+        The pool never waits for a subscriber: one that falls more than
+        ``maxsize`` events behind misses the rest, is told how many with an
+        ``EventsDropped``, and should resync from :meth:`snapshot`.
+        """
+        _check_int("maxsize", maxsize, 1)
+        return self._bus.subscribe(maxsize)
+
+    def stats(self) -> PoolStats:
+        """The pool's figures now (see :class:`PoolStats` for their exact meaning)."""
+        now = self._now()
+        queue = self._queue
+        while queue and queue[0]._state is not _QUEUED:
+            queue.popleft()
+        oldest = now - queue[0]._queued_at if queue else 0.0
+        return PoolStats(
+            submitted=self._submitted,
+            rejected=self._rejected,
+            queued=self._queued,
+            running=self._running,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            timed_out=self._timed_out,
+            cancelled=self._cancelled,
+            abandoned=self._abandoned,
+            retried=self._retried,
+            restarts=self._restarts,
+            workers=sum(1 for w in self._workers.values() if w.status not in _GONE),
+            target_workers=self._target,
+            busy_workers=self._running,
+            retiring_workers=self._retiring,
+            queue_capacity=self._queue_size,
+            oldest_queued_age=oldest,
+            run_time=self._run_times.percentiles(),
+            queue_wait=self._waits.percentiles(),
+            throughput=self._throughput.rate(now),
+            dead_letters=len(self._dead),
+        )
+
+    def snapshot(self) -> PoolSnapshot:
+        """Everything at once, consistent with the events up to its ``seq``."""
+        workers = sorted(self._workers.values(), key=lambda w: (len(w.id), w.id))
+        return PoolSnapshot(
+            phase=self._phase,
+            seq=self._bus.seq,
+            at=self._now(),
+            stats=self.stats(),
+            workers=tuple(w.info() for w in workers),
+            phase_deadline=self._phase_deadline,
+            started_at=self._started_at,
+        )
+
+    def job(self, job_id: str) -> JobHandle | None:
+        """The handle of a live (queued or running) job, or None."""
+        return self._live.get(job_id)
+
+    def _emit(self, cls: type[ev.Event], at: float | None = None, **fields: Any) -> None:
+        bus = self._bus
+        if bus._subs:
+            bus.seq += 1
+            event: ev.PoolEvent = cls(seq=bus.seq, at=self._now() if at is None else at, **fields)  # type: ignore[assignment]
+            bus.publish(event)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pool {self._name!r} [{self._phase.value}] "
+            f"workers={len(self._workers)}/{self._target} "
+            f"queued={self._queued} running={self._running}>"
+        )
+
+
+def _is_async(handler: object) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
+    return inspect.iscoroutinefunction(call)
+
+
+def _set_none(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _id(handle: JobHandle | None) -> str | None:
+    return handle.job.id if handle is not None else None

@@ -1,0 +1,169 @@
+"""How a handler runs: as a coroutine on the loop, or in a thread the pool owns.
+
+Later kinds (a child process, a shell command) fit the same small protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from .job import Job, JobContext
+
+__all__ = ("CoroutineRunner", "Runner", "ThreadRunner", "WorkerDied")
+
+AsyncHandler = Callable[[Job, JobContext], Awaitable[object]]
+SyncHandler = Callable[[Job, JobContext], object]
+
+
+class WorkerDied(BaseException):
+    """Raised in a worker when what runs its jobs died (not when a job raised).
+
+    It derives from BaseException so that no ``except Exception`` in the job
+    path mistakes it for a job's error. The cause is its ``__cause__``.
+    """
+
+
+class Runner(Protocol):
+    """What a worker uses to run one job at a time."""
+
+    cancels_task: bool
+    """Whether cancelling a job means cancelling the worker's task (else only ``ctx``)."""
+
+    def start(self) -> None:
+        """Get ready to run jobs (start a thread, a process...)."""
+
+    async def run(self, job: Job, ctx: JobContext) -> object:
+        """Run one job and return its result, or raise its error."""
+
+    def abandon(self) -> None:
+        """Give up on the job in progress: :meth:`run` stops waiting for it."""
+
+    def stop(self) -> None:
+        """Release what :meth:`start` took; never blocks."""
+
+
+class CoroutineRunner:
+    """Awaits an ``async def`` handler in the worker's own task."""
+
+    __slots__ = ("_fn",)
+    cancels_task = True
+
+    def __init__(self, fn: AsyncHandler) -> None:
+        self._fn = fn
+
+    def start(self) -> None:
+        """Nothing to start: the worker's task runs the handler."""
+
+    async def run(self, job: Job, ctx: JobContext) -> object:
+        """Await the handler."""
+        return await self._fn(job, ctx)
+
+    def abandon(self) -> None:
+        """Nothing to do: the worker's task is left to the handler that holds it."""
+
+    def stop(self) -> None:
+        """Nothing to release."""
+
+
+class _Abandoned(Exception):
+    """The job's thread was given up on; its result will be ignored."""
+
+
+_STOP = None
+
+
+class ThreadRunner:
+    """Runs a plain ``def`` handler in a daemon thread of its own.
+
+    One thread per worker, fed through a queue: the thread is the worker's
+    hands. A daemon thread never keeps the process from exiting, so a job
+    that ignores ``ctx.cancelled`` can be abandoned without holding shutdown.
+    A handler that raises something that is not an ``Exception`` (such as
+    ``SystemExit``) kills the thread: that is a crash, reported as
+    :class:`WorkerDied`.
+    """
+
+    __slots__ = ("_fn", "_inbox", "_name", "_pending", "_thread")
+    cancels_task = False
+
+    def __init__(self, fn: SyncHandler, name: str) -> None:
+        self._fn = fn
+        self._name = name
+        self._inbox: queue.SimpleQueue[tuple[Job, JobContext, asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._pending: asyncio.Future[Any] | None = None
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    async def run(self, job: Job, ctx: JobContext) -> object:
+        """Hand the job to the thread and wait for its outcome."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending = fut
+        self._inbox.put((job, ctx, fut))
+        try:
+            return await fut
+        finally:
+            self._pending = None
+
+    def abandon(self) -> None:
+        """Stop waiting for the thread; it exits once its handler returns."""
+        fut = self._pending
+        if fut is not None and not fut.done():
+            fut.set_exception(_Abandoned())
+        self._inbox.put(_STOP)
+
+    def stop(self) -> None:
+        """Ask the thread to exit after any job it holds."""
+        self._inbox.put(_STOP)
+
+    def _main(self) -> None:
+        fn = self._fn
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            job, ctx, fut = item
+            loop = fut.get_loop()
+            try:
+                result = fn(job, ctx)
+            except Exception as exc:  # the job's error, handed to the worker
+                _post(loop, fut, None, exc)
+            except BaseException as exc:
+                # The handler killed its thread (SystemExit, KeyboardInterrupt...):
+                # a crash for the supervisor, so the thread ends here.
+                died = WorkerDied(f"thread {self._name} died: {type(exc).__name__}: {exc}")
+                died.__cause__ = exc
+                _post(loop, fut, None, died)
+                return
+            else:
+                _post(loop, fut, result, None)
+
+
+def _post(
+    loop: asyncio.AbstractEventLoop,
+    fut: asyncio.Future[Any],
+    result: object,
+    exc: BaseException | None,
+) -> None:
+    try:
+        loop.call_soon_threadsafe(_resolve, fut, result, exc)
+    except RuntimeError:
+        # The loop has closed: nobody is left to take the outcome.
+        return
+
+
+def _resolve(fut: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
+    if fut.done():  # abandoned, or the worker was cancelled
+        return
+    if exc is None:
+        fut.set_result(result)
+    else:
+        fut.set_exception(exc)
