@@ -150,7 +150,6 @@ class JobContext:
     __slots__ = (
         "_cancelled",
         "_handle",
-        "_loop",
         "_pool",
         "attempt",
         "deadline",
@@ -160,14 +159,12 @@ class JobContext:
 
     def __init__(
         self,
-        *,
         job: Job,
         worker_id: str,
         attempt: int,
         deadline: float | None,
         handle: JobHandle,
         pool: Pool,
-        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.job = job
         """The job being run."""
@@ -179,7 +176,6 @@ class JobContext:
         """The pool clock's time at which the job times out, or None."""
         self._handle = handle
         self._pool = pool
-        self._loop = loop
         self._cancelled = False
 
     @property
@@ -202,12 +198,14 @@ class JobContext:
             raise ValueError(f"fraction must be between 0.0 and 1.0, got {fraction!r}")
         if not isinstance(message, str):
             raise TypeError(f"message must be a str, got {type(message).__name__}")
-        if threading.get_ident() == self._pool._loop_thread:
-            self._pool._job_progress(self._handle, self.attempt, float(fraction), message)
+        pool = self._pool
+        if threading.get_ident() == pool._loop_thread:
+            pool._job_progress(self._handle, self.attempt, float(fraction), message)
         else:
+            assert pool._loop is not None
             try:
-                self._loop.call_soon_threadsafe(
-                    self._pool._job_progress, self._handle, self.attempt, float(fraction), message
+                pool._loop.call_soon_threadsafe(
+                    pool._job_progress, self._handle, self.attempt, float(fraction), message
                 )
             except RuntimeError:
                 # The loop has closed: the pool is gone, and so is anyone to tell.

@@ -38,6 +38,7 @@ TICK_INTERVAL: Final = 0.1
 
 _GONE = (WorkerState.STOPPED, WorkerState.CRASHED)
 _QUEUED = JobState.QUEUED
+_SUCCEEDED = JobState.SUCCEEDED
 _RUNNING = JobState.RUNNING
 
 _make_submitted = ev._maker(ev.JobSubmitted)
@@ -224,7 +225,10 @@ class Pool:
 
         self._run_times = LatencyWindow()
         self._waits = LatencyWindow()
+        self._add_run_time = self._run_times.add
+        self._add_wait = self._waits.add
         self._throughput = Throughput(clock.now())
+        self._count_end = self._throughput.add
 
         # Workers, by slot id.
         self._workers: dict[str, Worker] = {}
@@ -282,6 +286,7 @@ class Pool:
         self._set_phase(PoolPhase.STARTING)
         self._started_at = self._now()
         self._throughput = Throughput(self._started_at)
+        self._count_end = self._throughput.add
         new = [self._spawn() for _ in range(self._target)]
         await self._wait_ready(new)
         if not self._closed:  # supervision may have given up already
@@ -509,7 +514,7 @@ class Pool:
         handle._progress = None
         worker.job = handle
         waited = now - handle._queued_at
-        self._waits.add(waited)
+        self._add_wait(waited)
         timeout = handle.job.timeout or self._job_timeout
         deadline = None
         if timeout is not None:
@@ -517,16 +522,7 @@ class Pool:
             worker.deadline_timer = self._clock.call_later(
                 timeout, functools.partial(self._request_cancel, worker, handle, "timeout")
             )
-        assert self._loop is not None
-        ctx = JobContext(
-            job=handle.job,
-            worker_id=worker.id,
-            attempt=handle._attempt,
-            deadline=deadline,
-            handle=handle,
-            pool=self,
-            loop=self._loop,
-        )
+        ctx = JobContext(handle.job, worker.id, handle._attempt, deadline, handle, self)
         handle._ctx = ctx
         bus = self._bus
         if bus._subs:
@@ -541,17 +537,18 @@ class Pool:
     ) -> None:
         """Account for the end of an attempt that ran on ``worker``."""
         now = self._now()
-        worker.clear_timers()
+        if worker.deadline_timer is not None or worker.abandon_timer is not None:
+            worker.clear_timers()
         worker.job = None
         self._running -= 1
         duration = now - (handle._started_at or now)
-        self._run_times.add(duration)
+        self._add_run_time(duration)
         reason = handle._cancel_reason
         if reason is None and exc is None:
             worker.jobs_done += 1
             self._succeeded += 1
             handle._result = result
-            self._terminal(handle, JobState.SUCCEEDED, now)
+            self._terminal(handle, _SUCCEEDED, now)
             bus = self._bus
             if bus._subs:
                 bus.seq += 1
@@ -671,7 +668,7 @@ class Pool:
         job_id = handle.job.id
         if self._live.get(job_id) is handle:
             del self._live[job_id]
-        self._throughput.add(now)
+        self._count_end(now)
 
     def _keep_dead(
         self, handle: JobHandle, state: JobState, info: ErrorInfo | None, now: float

@@ -49,18 +49,18 @@ class Runner(Protocol):
 class CoroutineRunner:
     """Awaits an ``async def`` handler in the worker's own task."""
 
-    __slots__ = ("_fn",)
+    __slots__ = ("fn",)
     cancels_task = True
 
     def __init__(self, fn: AsyncHandler) -> None:
-        self._fn = fn
+        self.fn = fn
 
     def start(self) -> None:
         """Nothing to start: the worker's task runs the handler."""
 
     async def run(self, job: Job, ctx: JobContext) -> object:
         """Await the handler."""
-        return await self._fn(job, ctx)
+        return await self.fn(job, ctx)
 
     def abandon(self) -> None:
         """Nothing to do: the worker's task is left to the handler that holds it."""
