@@ -4,10 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint types pytest run bench screenshots snapshots-update clean
+.PHONY: help venv test lint types pytest run clean
 
 help:
-	@echo "make run        open the dashboard on its built-in demo"
+	@echo "make run        open the dashboard on its built-in demo (ARGS='--workers 8' passes flags)"
 	@echo "make test       lint, types and the whole test suite"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make types      mypy --strict"
@@ -32,6 +32,9 @@ pytest: $(STAMP)
 	env -u NO_COLOR $(BIN)/pytest
 
 test: lint types pytest
+
+run: $(STAMP)
+	$(BIN)/wpool-tui $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

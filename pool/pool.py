@@ -273,6 +273,11 @@ class Pool:
         """The largest size :meth:`resize` allows."""
         return self._max_workers
 
+    @property
+    def cancel_grace(self) -> float:
+        """Seconds a cancelled job has to stop before it is abandoned."""
+        return self._cancel_grace
+
     async def start(self) -> None:
         """Start the workers; returns once every one of them is idle and ready.
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -488,6 +491,35 @@ class TestThreads:
         await next_event(sub, events.WorkerRestarted)
         assert await pool.submit_nowait(Job(payload=b"ok")) == b"ok"
         await finish(pool, clock)
+
+    def test_an_abandoned_thread_never_keeps_the_process_alive(self) -> None:
+        # A thread job that never returns, in a real process: once the pool has
+        # shut down and abandoned it, the interpreter still exits.
+        program = textwrap.dedent(
+            """
+            import asyncio, threading
+            from pool import Job, Pool
+
+            never = threading.Event()
+
+            def stuck(job, ctx):
+                never.wait()
+
+            async def main():
+                pool = Pool(stuck, workers=2)
+                await pool.start()
+                pool.submit_nowait(Job())
+                await asyncio.sleep(0)
+                report = await pool.shutdown(grace=0.0, cancel_grace=0.0)
+                print(len(report.abandoned), pool.phase.value)
+
+            asyncio.run(main())
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=20, check=False
+        )
+        assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "1 stopped", "")
 
 
 async def await_handle(handle: JobHandle) -> object:

@@ -1,0 +1,520 @@
+"""The Textual app: event pump -> DashboardState -> widgets, and the controls.
+
+Events are never rendered one by one: once per frame (at most ``FPS`` a
+second) the pump takes every pending event, folds them into the state,
+and the widgets render from the state. A dashboard that falls behind
+misses events, is told so, and resyncs from ``pool.snapshot()``; the pool
+never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header
+
+from pool import (
+    Clock,
+    DeadLetter,
+    Job,
+    JobHandle,
+    MonotonicClock,
+    PoolClosed,
+    PoolError,
+    PoolPhase,
+    PoolSnapshot,
+    QueueFull,
+    ShutdownReport,
+    Subscription,
+)
+
+from .screens.dialogs import (
+    AddJobsScreen,
+    ConfirmShutdownScreen,
+    HelpScreen,
+    QuitScreen,
+    ResizeScreen,
+    ShutdownChoice,
+)
+from .screens.jobs import DeadLettersScreen, JobDetail, JobDetailScreen
+from .state import DashboardState
+from .widgets.countdown import Countdown
+from .widgets.joblog import JobLog
+from .widgets.summary import Summary
+from .widgets.workers import WorkerGrid, WorkerPanel
+
+__all__ = ("FPS", "PoolControl", "WpoolApp", "create_app")
+
+FPS = 20
+"""Frames a second, at most: the pump and the widgets run once a frame."""
+
+EVENT_BUFFER = 50_000
+"""Events the dashboard's subscription holds before it misses some and resyncs."""
+
+
+class PoolControl(Protocol):
+    """What the dashboard needs of a pool: :class:`pool.Pool` has it, and so
+    can a stand-in for a pool in another process."""
+
+    @property
+    def phase(self) -> PoolPhase: ...
+
+    @property
+    def max_workers(self) -> int: ...
+
+    @property
+    def cancel_grace(self) -> float: ...
+
+    async def start(self) -> None: ...
+
+    def events(self, maxsize: int = ...) -> Subscription: ...
+
+    def snapshot(self) -> PoolSnapshot: ...
+
+    def submit_nowait(self, job: Job) -> JobHandle: ...
+
+    async def resize(self, workers: int) -> None: ...
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def shutdown(
+        self, grace: float = ..., drain: bool = ..., cancel_grace: float | None = ...
+    ) -> ShutdownReport: ...
+
+    def dead_letters(self) -> tuple[DeadLetter, ...]: ...
+
+    async def resubmit(self, job_id: str) -> JobHandle: ...
+
+    def job(self, job_id: str) -> JobHandle | None: ...
+
+
+class WpoolApp(App[int]):
+    """The dashboard of one pool. Its result is the process's exit status."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "wpool-tui"
+
+    BINDINGS = [
+        Binding("a", "add_jobs", "Add", id="add-jobs"),
+        Binding("plus", "grow", "+1", id="grow", key_display="+"),
+        Binding("minus", "shrink", "-1", id="shrink", key_display="-"),
+        Binding("r", "resize", "Resize", id="resize"),
+        Binding("p", "pause", "Pause", id="pause"),
+        Binding("space", "freeze", "Freeze", id="freeze"),
+        Binding("f", "failed", "Failed", id="failed"),
+        Binding("enter", "details", "Details", id="details", priority=False),
+        Binding("s", "shutdown", "Shutdown", id="shutdown"),
+        Binding("q", "quit_app", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+    ]
+
+    _CONTROLS = frozenset(
+        {"add_jobs", "grow", "shrink", "resize", "pause", "failed_resubmit", "shutdown"}
+    )
+    _RUNNING_ONLY = frozenset({"add_jobs", "grow", "shrink", "resize", "pause"})
+
+    def __init__(
+        self,
+        pool: PoolControl,
+        *,
+        clock: Clock | None = None,
+        theme: str = "textual-dark",
+        read_only: bool = False,
+        make_job: Callable[[], Job] | None = None,
+        grace: float = 10.0,
+        cancel_grace: float | None = None,
+        on_started: Callable[[], Awaitable[None]] | None = None,
+        exit_when_stopped: bool = False,
+        handle_signals: bool = False,
+    ) -> None:
+        super().__init__()
+        self._handle_signals = handle_signals
+        self.pool = pool
+        self.clock: Clock = clock or MonotonicClock()
+        self.read_only = read_only
+        self.make_job = make_job
+        self.grace = grace
+        self.cancel_grace = cancel_grace
+        self._on_started = on_started
+        self._theme_name = theme
+        self.state = DashboardState()
+        self.frozen = False
+        self.report: ShutdownReport | None = None
+        self._sub: Subscription | None = None
+        self._stop_task: asyncio.Task[ShutdownReport] | None = None
+        self._exit_when_stopped = exit_when_stopped
+        self._phase_shown: PoolPhase | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- layout and frames ----------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="")
+        with Vertical(id="top"):
+            yield Summary(id="summary")
+            yield Countdown(id="countdown")
+        yield WorkerGrid(id="workers")
+        yield JobLog(id="log")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.theme = self._theme_name
+        self.sub_title = "read-only" if self.read_only else ""
+        self._sub = self.pool.events(maxsize=EVENT_BUFFER)
+        self.state = DashboardState.from_snapshot(self.pool.snapshot())
+        if self.pool.phase is PoolPhase.CREATED:
+            await self.pool.start()
+        self.refresh_now()
+        self.set_interval(1 / FPS, self.refresh_now, name="frame")
+        if self._handle_signals:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.on_terminate)
+        if self._on_started is not None:
+            self._spawn(self._on_started())
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.notify(f"{type(exc).__name__}: {exc}", title="error", severity="error")
+
+    def refresh_now(self) -> None:
+        """One frame: fold every pending event, then render (unless the view is frozen)."""
+        state = self.state
+        sub = self._sub
+        if sub is not None and state.apply_all(sub.drain()):
+            state.resync(self.pool.snapshot())
+        state.tick(self.clock.now())
+        if state.phase is not self._phase_shown:
+            self._phase_shown = state.phase
+            self.refresh_bindings()
+        if state.phase.is_final and self._stop_task is None and self.report is None:
+            # Stopped without our asking (supervision gave up): fetch the report.
+            self._stop_task = self._spawn(self.pool.shutdown())
+            self._stop_task.add_done_callback(self._stopped)
+        if self.frozen:
+            return
+        self.query_one(Summary).show(state, frozen=False)
+        self.query_one(Countdown).show(state)
+        self.query_one(WorkerGrid).show(state)
+        self.query_one(JobLog).show(state)
+
+    # --- what applies now ----------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.read_only and action in self._CONTROLS:
+            return False
+        phase = self.state.phase
+        if action in self._RUNNING_ONLY and phase not in (PoolPhase.RUNNING, PoolPhase.PAUSED):
+            return None
+        if action == "add_jobs" and self.make_job is None:
+            return False
+        if action == "shutdown" and phase.is_final:
+            return None
+        return True
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if self.check_action(binding.action, ()) is not True:
+                continue
+            yield SystemCommand(
+                f"{binding.description} ({binding.key_display or binding.key})",
+                _PALETTE_HELP[binding.action],
+                getattr(self, f"action_{binding.action}"),
+            )
+
+    # --- actions ---------------------------------------------------------------
+
+    def action_add_jobs(self) -> None:
+        """Ask how many jobs to add, then submit them."""
+        self.push_screen(AddJobsScreen(), self._add_jobs)
+
+    def _add_jobs(self, count: int | None) -> None:
+        if count is None or self.make_job is None:
+            return
+        added = 0
+        try:
+            for _ in range(count):
+                self.pool.submit_nowait(self.make_job())
+                added += 1
+        except QueueFull:
+            self.notify(f"queue full: added {added} of {count}", severity="warning")
+            return
+        except PoolClosed as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"added {added} jobs")
+
+    def action_grow(self) -> None:
+        """Add one worker."""
+        self._resize(self.state.target_workers + 1)
+
+    def action_shrink(self) -> None:
+        """Retire one worker (idle first; a busy one finishes its job)."""
+        if self.state.target_workers > 0:
+            self._resize(self.state.target_workers - 1)
+
+    def action_resize(self) -> None:
+        """Ask for the pool's size."""
+        self.push_screen(
+            ResizeScreen(
+                target=self.state.target_workers,
+                live=self.state.live_workers,
+                high=self.pool.max_workers,
+            ),
+            lambda n: None if n is None else self._resize(n),
+        )
+
+    def _resize(self, workers: int) -> None:
+        if not 0 <= workers <= self.pool.max_workers:
+            self.notify(f"workers must be from 0 to {self.pool.max_workers}", severity="warning")
+            return
+        self._spawn(self._do(self.pool.resize(workers)))
+
+    async def _do(self, call: Awaitable[object]) -> None:
+        try:
+            await call
+        except PoolError as exc:
+            self.notify(str(exc), severity="warning")
+        self.refresh_now()
+
+    def action_pause(self) -> None:
+        """Pause or resume taking jobs from the queue."""
+        if self.pool.phase is PoolPhase.PAUSED:
+            self._spawn(self._do(self.pool.resume()))
+        else:
+            self._spawn(self._do(self.pool.pause()))
+
+    def action_freeze(self) -> None:
+        """Freeze or unfreeze the view; events are still read."""
+        self.frozen = not self.frozen
+        if self.frozen:
+            self.query_one(Summary).show(self.state, frozen=True)
+        else:
+            self.refresh_now()
+
+    def action_failed(self) -> None:
+        """Show the failed jobs (dead letters)."""
+        self.push_screen(DeadLettersScreen(self.pool.dead_letters(), read_only=self.read_only))
+
+    @on(DeadLettersScreen.Resubmit)
+    def _resubmit(self, message: DeadLettersScreen.Resubmit) -> None:
+        if self.read_only:
+            return
+        self._spawn(self._do(self.pool.resubmit(message.job_id)))
+        self.notify(f"resubmitted {message.job_id}")
+
+    def action_details(self) -> None:
+        """Details of the focused worker's job, or of the selected log row's job."""
+        focused = self.focused
+        if isinstance(focused, WorkerPanel):
+            self._show_worker_job(focused.worker_id)
+        elif isinstance(focused, JobLog) and focused.row_count:
+            job_id = focused.entry_key(focused.cursor_row)
+            if job_id is not None:
+                self._show_job(job_id)
+
+    @on(WorkerPanel.Selected)
+    def _worker_selected(self, message: WorkerPanel.Selected) -> None:
+        self._show_worker_job(message.worker_id)
+
+    @on(DataTable.RowSelected, "#log")
+    def _log_selected(self, message: DataTable.RowSelected) -> None:
+        job_id = self.query_one(JobLog).entry_key(message.cursor_row)
+        if job_id is not None:
+            self._show_job(job_id)
+
+    def _show_worker_job(self, worker_id: str) -> None:
+        view = self.state.workers.get(worker_id)
+        if view is None or view.job_id is None:
+            self.notify(f"{worker_id} runs no job now")
+            return
+        self._show_job(view.job_id)
+
+    def _show_job(self, job_id: str) -> None:
+        handle = self.pool.job(job_id)
+        if handle is not None:
+            started = handle.started_at
+            self.push_screen(
+                JobDetailScreen(
+                    JobDetail(
+                        job=handle.job,
+                        state=handle.state.value,
+                        attempts=handle.attempts,
+                        worker_id=handle.worker_id,
+                        error=handle.error,
+                        running_for=None if started is None else self.clock.now() - started,
+                    )
+                )
+            )
+            return
+        for letter in reversed(self.pool.dead_letters()):
+            if letter.job.id == job_id:
+                self.push_screen(
+                    JobDetailScreen(
+                        JobDetail(
+                            job=letter.job,
+                            state=letter.state.value,
+                            attempts=letter.attempts,
+                            error=letter.error,
+                        )
+                    )
+                )
+                return
+        self.notify(f"{job_id} has ended; details are kept for live and failed jobs only")
+
+    def action_shutdown(self) -> None:
+        """Begin a graceful shutdown (after confirmation); during one, escalate."""
+        if self.state.phase.is_final:
+            return
+        if self._stop_task is not None:
+            self._spawn(self.pool.shutdown())  # skips to the next phase
+            return
+        self.push_screen(
+            ConfirmShutdownScreen(grace=self.grace, cancel_grace=self._cancel_grace()),
+            self._confirmed,
+        )
+
+    def _cancel_grace(self) -> float:
+        return self.pool.cancel_grace if self.cancel_grace is None else self.cancel_grace
+
+    def _confirmed(self, choice: ShutdownChoice | None) -> None:
+        if choice is not None:
+            self.begin_shutdown(choice.grace, choice.drain)
+
+    def begin_shutdown(self, grace: float | None = None, drain: bool = True) -> None:
+        """Start the graceful shutdown now (or, during one, skip to its next phase)."""
+        if self._stop_task is not None:
+            self._spawn(self.pool.shutdown())
+            return
+        self._stop_task = self._spawn(
+            self.pool.shutdown(
+                grace=self.grace if grace is None else grace,
+                drain=drain,
+                cancel_grace=self.cancel_grace,
+            )
+        )
+        self._stop_task.add_done_callback(self._stopped)
+        self.refresh_now()
+
+    def on_terminate(self) -> None:
+        """SIGTERM: begin the graceful shutdown on screen and exit when it ends; again, escalate."""
+        self._exit_when_stopped = True
+        if self._stop_task is None:
+            self.notify(
+                "SIGTERM: shutting down gracefully; a second one escalates", severity="warning"
+            )
+        self.begin_shutdown()
+
+    def _stopped(self, task: asyncio.Task[ShutdownReport]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        self.report = task.result()
+        self.refresh_now()
+        self.refresh_bindings()
+        if self._exit_when_stopped:
+            self.exit(self.exit_status())
+
+    def exit_status(self) -> int:
+        """0 when every job succeeded or was cleanly drained, 1 otherwise."""
+        s = self.state
+        report = self.report
+        clean = report is None or report.clean
+        bad = s.failed + s.timed_out + s.cancelled + s.abandoned
+        return 0 if clean and bad == 0 else 1
+
+    def action_quit_app(self) -> None:
+        """Quit; while the pool runs, offer the graceful shutdown first."""
+        if self.state.phase.is_final and self.report is not None:
+            self.exit(self.exit_status())
+            return
+        if self._stop_task is not None:
+            self._exit_when_stopped = True
+            self.notify("exiting when the shutdown ends; s skips to the next phase")
+            return
+        if self.read_only:
+            self.exit(self.exit_status())
+            return
+        self.push_screen(QuitScreen(), self._quit_choice)
+
+    def _quit_choice(self, choice: str | None) -> None:
+        if choice == "graceful":
+            self.action_shutdown()
+        elif choice == "now":
+            self._exit_when_stopped = True
+            self.begin_shutdown(grace=0.0, drain=False)
+
+    def action_help(self) -> None:
+        """Show the keys."""
+        self.push_screen(HelpScreen())
+
+    async def on_unmount(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        for task in list(self._tasks):
+            if task is not self._stop_task:
+                task.cancel()
+
+
+_PALETTE_HELP = {
+    "add_jobs": "Submit a number of jobs",
+    "grow": "Add one worker",
+    "shrink": "Retire one worker",
+    "resize": "Set the number of workers",
+    "pause": "Pause or resume taking jobs",
+    "freeze": "Freeze or unfreeze the view",
+    "failed": "Show failed jobs (dead letters)",
+    "details": "Details of the selected job",
+    "shutdown": "Graceful shutdown, or its next phase",
+    "quit_app": "Quit (offers a graceful shutdown)",
+    "help": "Show the keys",
+}
+
+
+def create_app(
+    pool: PoolControl,
+    *,
+    clock: Clock | None = None,
+    theme: str = "textual-dark",
+    read_only: bool = False,
+    make_job: Callable[[], Job] | None = None,
+    grace: float = 10.0,
+    cancel_grace: float | None = None,
+    on_started: Callable[[], Awaitable[None]] | None = None,
+    exit_when_stopped: bool = False,
+    handle_signals: bool = False,
+) -> WpoolApp:
+    """The dashboard for ``pool`` (started on mount if it is not yet).
+
+    Tests pass a pool on a :class:`pool.ManualClock` and the same clock here,
+    so that what is drawn does not depend on real time.
+    """
+    return WpoolApp(
+        pool,
+        clock=clock,
+        theme=theme,
+        read_only=read_only,
+        make_job=make_job,
+        grace=grace,
+        cancel_grace=cancel_grace,
+        on_started=on_started,
+        exit_when_stopped=exit_when_stopped,
+        handle_signals=handle_signals,
+    )

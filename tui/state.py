@@ -1,0 +1,468 @@
+"""DashboardState: what the dashboard shows, as a pure fold of the pool's events.
+
+No Textual here: tests fold scripted events into a state and check it, and
+the app renders widgets from it once per frame. When the event stream has a
+gap (``EventsDropped``), the state is rebuilt from ``pool.snapshot()`` with
+:meth:`DashboardState.resync` and events it already includes are skipped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import assert_never
+
+from pool import PoolPhase, PoolSnapshot, WorkerState, events
+from pool.stats import LatencyWindow, Percentiles
+
+__all__ = ("DashboardState", "LogEntry", "ShutdownView", "WorkerView")
+
+LOG_LIMIT = 500
+"""Job outcomes the log keeps."""
+
+SPARK_SECONDS = 60
+"""Seconds of per-second completions the sparkline shows."""
+
+
+@dataclass(slots=True)
+class WorkerView:
+    """One worker panel's data."""
+
+    id: str
+    state: WorkerState = WorkerState.IDLE
+    job_id: str | None = None
+    job_started_at: float | None = None
+    attempt: int | None = None
+    progress: float | None = None
+    progress_message: str = ""
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    restarts: int = 0
+    changed_at: float = 0.0
+    """When the state last changed: the panel is highlighted for a moment after."""
+    cancelling: bool = False
+    """Its job was asked to stop and has not yet."""
+
+    def set_state(self, state: WorkerState, at: float) -> None:
+        """Change the state, noting when, if it differs."""
+        if state is not self.state:
+            self.state = state
+            self.changed_at = at
+
+    def clear_job(self) -> None:
+        """Forget the job it ran."""
+        self.job_id = None
+        self.job_started_at = None
+        self.attempt = None
+        self.progress = None
+        self.progress_message = ""
+        self.cancelling = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One line of the job log: how a job (or an attempt) ended."""
+
+    at: float
+    job_id: str
+    worker_id: str | None
+    outcome: str
+    """succeeded, failed, retrying, timed out, cancelled, abandoned or rejected."""
+    duration: float | None
+    error: str = ""
+
+
+@dataclass(slots=True)
+class ShutdownView:
+    """The shutdown's progress, for the countdown."""
+
+    started_at: float
+    grace: float
+    cancel_grace: float
+    drain: bool
+    phase: PoolPhase = PoolPhase.DRAINING
+    remaining: float = 0.0
+    phase_length: float = 0.0
+    running: int = 0
+    queued: int = 0
+    stopped: events.PoolStopped | None = None
+
+
+@dataclass(slots=True)
+class DashboardState:
+    """Everything the dashboard draws, kept up to date by :meth:`apply`."""
+
+    queue_capacity: int = 0
+    phase: PoolPhase = PoolPhase.CREATED
+    seq: int = 0
+    started_at: float | None = None
+    stopped_at: float | None = None
+    now: float = 0.0
+    target_workers: int = 0
+    workers: dict[str, WorkerView] = field(default_factory=dict)
+    submitted: int = 0
+    rejected: int = 0
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    cancelled: int = 0
+    abandoned: int = 0
+    retried: int = 0
+    restarts: int = 0
+    missed: int = 0
+    """Events this dashboard missed (it resynced after each gap)."""
+    log: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=LOG_LIMIT))
+    log_total: int = 0
+    """Entries ever added to the log (the log itself keeps the last ``LOG_LIMIT``)."""
+    shutdown: ShutdownView | None = None
+    run_times: LatencyWindow = field(default_factory=LatencyWindow)
+    waits: LatencyWindow = field(default_factory=LatencyWindow)
+    _queued_since: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    _spark: deque[int] = field(
+        default_factory=lambda: deque([0] * SPARK_SECONDS, maxlen=SPARK_SECONDS)
+    )
+    _spark_second: int | None = None
+
+    # --- reading ------------------------------------------------------------
+
+    @property
+    def live_workers(self) -> int:
+        """Worker slots alive (not stopped or given up on)."""
+        return sum(1 for w in self.workers.values() if w.state not in _GONE)
+
+    @property
+    def busy_workers(self) -> int:
+        """Workers running a job."""
+        return sum(1 for w in self.workers.values() if w.job_id is not None)
+
+    @property
+    def retiring_workers(self) -> int:
+        """Workers that exit after their job."""
+        return sum(1 for w in self.workers.values() if w.state is WorkerState.RETIRING)
+
+    @property
+    def utilisation(self) -> float:
+        """Busy workers as a fraction of live ones."""
+        live = self.live_workers
+        return self.busy_workers / live if live else 0.0
+
+    @property
+    def finished(self) -> int:
+        """Jobs in a terminal state."""
+        return self.succeeded + self.failed + self.timed_out + self.cancelled + self.abandoned
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the pool started."""
+        if self.started_at is None:
+            return 0.0
+        end = self.now if self.stopped_at is None else self.stopped_at
+        return max(0.0, end - self.started_at)
+
+    def oldest_queued_age(self) -> float:
+        """Seconds the oldest queued job has waited (0.0 when none waits)."""
+        for since in self._queued_since.values():
+            return max(0.0, self.now - since)
+        return 0.0
+
+    def throughput(self) -> float:
+        """Jobs ended per second over the last five whole seconds."""
+        recent = list(self._spark)[-6:-1]
+        return sum(recent) / 5.0
+
+    def sparkline(self) -> list[int]:
+        """Jobs ended in each of the last ``SPARK_SECONDS`` seconds, oldest first."""
+        return list(self._spark)
+
+    def run_time(self) -> Percentiles:
+        """Percentiles of recent attempts' run time."""
+        return self.run_times.percentiles()
+
+    def queue_wait(self) -> Percentiles:
+        """Percentiles of recent jobs' wait in the queue."""
+        return self.waits.percentiles()
+
+    def worker(self, worker_id: str) -> WorkerView:
+        """The view of a worker slot, made on first sight."""
+        view = self.workers.get(worker_id)
+        if view is None:
+            view = self.workers[worker_id] = WorkerView(worker_id, changed_at=self.now)
+        return view
+
+    def ordered_workers(self) -> list[WorkerView]:
+        """Worker views in a stable order: by the number in their id."""
+        return sorted(self.workers.values(), key=lambda w: (len(w.id), w.id))
+
+    # --- folding ------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Move the state's clock (uptime, ages, the sparkline) to ``now``."""
+        self.now = max(self.now, now)
+        self._roll_spark(int(self.now))
+
+    def _roll_spark(self, second: int) -> None:
+        if self._spark_second is None:
+            self._spark_second = second
+            return
+        gap = second - self._spark_second
+        if gap > 0:
+            for _ in range(min(gap, SPARK_SECONDS)):
+                self._spark.append(0)
+            self._spark_second = second
+
+    def _count_end(self, at: float) -> None:
+        self._roll_spark(int(at))
+        if self._spark_second is not None and int(at) >= self._spark_second:
+            self._spark[-1] += 1
+
+    def _add_log(self, entry: LogEntry) -> None:
+        self.log.append(entry)
+        self.log_total += 1
+
+    def apply_all(self, batch: list[events.PoolEvent]) -> bool:
+        """Fold a batch of events.
+
+        Returns:
+            True if the batch had a gap and the caller must :meth:`resync`.
+        """
+        gap = False
+        for event in batch:
+            if isinstance(event, events.EventsDropped):
+                self.missed += event.missed
+                gap = True
+            elif event.seq > self.seq:
+                self.apply(event)
+        return gap
+
+    def apply(self, event: events.PoolEvent) -> None:
+        """Fold one event into the state."""
+        self.seq = max(self.seq, event.seq)
+        self.now = max(self.now, event.at)
+        match event:
+            case events.JobSubmitted(job_id=job_id, at=at):
+                self.submitted += 1
+                self.queued += 1
+                self._queued_since[job_id] = at
+            case events.JobRejected(job_id=job_id, at=at):
+                self.submitted += 1
+                self.rejected += 1
+                self._add_log(LogEntry(at, job_id, None, "rejected", None, event.reason))
+            case events.JobStarted(job_id=job_id, worker_id=worker_id, at=at):
+                self.queued -= 1
+                self.running += 1
+                self._queued_since.pop(job_id, None)
+                self.waits.add(event.waited)
+                view = self.worker(worker_id)
+                view.clear_job()
+                view.job_id = job_id
+                view.job_started_at = at
+                view.attempt = event.attempt
+                if view.state is not WorkerState.RETIRING:
+                    view.set_state(WorkerState.BUSY, at)
+            case events.JobProgressed(worker_id=worker_id):
+                view = self.worker(worker_id)
+                if view.job_id == event.job_id:
+                    view.progress = event.fraction
+                    view.progress_message = event.message
+            case events.JobSucceeded(worker_id=worker_id, at=at):
+                self._attempt_ended(worker_id, event.job_id, at, event.duration)
+                self.succeeded += 1
+                self.worker(worker_id).jobs_done += 1
+                self._count_end(at)
+                self._add_log(LogEntry(at, event.job_id, worker_id, "succeeded", event.duration))
+            case events.JobRetryScheduled(worker_id=worker_id, at=at):
+                if worker_id is not None:
+                    self._attempt_ended(worker_id, event.job_id, at, event.duration)
+                    self.worker(worker_id).jobs_failed += 1
+                else:
+                    self.running -= 1
+                self.queued += 1
+                self.retried += 1
+                self._queued_since[event.job_id] = at + event.delay
+                self._add_log(
+                    LogEntry(
+                        at, event.job_id, worker_id, "retrying", event.duration, event.error.short()
+                    )
+                )
+            case events.JobFailed(worker_id=worker_id, at=at):
+                if worker_id is not None:
+                    self._attempt_ended(worker_id, event.job_id, at, event.duration)
+                    self.worker(worker_id).jobs_failed += 1
+                else:
+                    self.running -= 1
+                self.failed += 1
+                self._count_end(at)
+                self._add_log(
+                    LogEntry(
+                        at, event.job_id, worker_id, "failed", event.duration, event.error.short()
+                    )
+                )
+            case events.JobCancelRequested(worker_id=worker_id):
+                view = self.worker(worker_id)
+                if view.job_id == event.job_id:
+                    view.cancelling = True
+            case events.JobTimedOut(worker_id=worker_id, at=at):
+                self._attempt_ended(worker_id, event.job_id, at, event.duration)
+                self.worker(worker_id).jobs_failed += 1
+                self.timed_out += 1
+                self._count_end(at)
+                self._add_log(LogEntry(at, event.job_id, worker_id, "timed out", event.duration))
+            case events.JobCancelled(worker_id=worker_id, at=at):
+                if event.started and worker_id is not None:
+                    self._attempt_ended(worker_id, event.job_id, at, None)
+                else:
+                    self.queued -= 1
+                    self._queued_since.pop(event.job_id, None)
+                self.cancelled += 1
+                self._count_end(at)
+                self._add_log(LogEntry(at, event.job_id, worker_id, "cancelled", None))
+            case events.JobAbandoned(worker_id=worker_id, at=at):
+                self._attempt_ended(worker_id, event.job_id, at, event.duration)
+                self.abandoned += 1
+                self._count_end(at)
+                self._add_log(LogEntry(at, event.job_id, worker_id, "abandoned", event.duration))
+            case events.WorkerStarted(worker_id=worker_id, at=at):
+                self.worker(worker_id).set_state(WorkerState.IDLE, at)
+            case events.WorkerRetireRequested(worker_id=worker_id, at=at):
+                self.worker(worker_id).set_state(WorkerState.RETIRING, at)
+            case events.WorkerStopped(worker_id=worker_id, at=at):
+                view = self.worker(worker_id)
+                if self.phase.is_shutting_down:
+                    if view.state is not WorkerState.CRASHED:
+                        view.set_state(WorkerState.STOPPED, at)
+                else:
+                    self.workers.pop(worker_id, None)  # retired by a resize
+            case events.WorkerCrashed(worker_id=worker_id, at=at):
+                view = self.worker(worker_id)
+                view.clear_job()
+                view.set_state(
+                    WorkerState.CRASHED if event.restart_in is None else WorkerState.RESTARTING, at
+                )
+            case events.WorkerRestarted(worker_id=worker_id, at=at):
+                view = self.worker(worker_id)
+                view.restarts = event.restarts
+                view.clear_job()
+                view.set_state(WorkerState.IDLE, at)
+                self.restarts += 1
+            case events.WorkerReplaced(worker_id=worker_id, at=at):
+                view = self.worker(worker_id)
+                view.clear_job()
+                view.set_state(WorkerState.IDLE, at)
+            case events.PhaseChanged(phase=phase, at=at):
+                self.phase = phase
+                if phase is PoolPhase.RUNNING and self.started_at is None:
+                    self.started_at = at
+                if self.shutdown is not None and phase in _TIMED_PHASES:
+                    self.shutdown.phase = phase
+            case events.PoolResized(target=target):
+                self.target_workers = target
+            case events.ShutdownStarted(at=at):
+                self.shutdown = ShutdownView(
+                    started_at=at,
+                    grace=event.grace,
+                    cancel_grace=event.cancel_grace,
+                    drain=event.drain,
+                    remaining=event.grace,
+                    phase_length=event.grace,
+                    running=self.running,
+                    queued=self.queued,
+                )
+            case events.ShutdownTick(phase=phase):
+                view_ = self.shutdown
+                if view_ is not None:
+                    if phase is not view_.phase:
+                        view_.phase = phase
+                    if phase is PoolPhase.CANCELLING:
+                        view_.phase_length = view_.cancel_grace
+                    view_.remaining = event.remaining
+                    view_.running = event.running
+                    view_.queued = event.queued
+            case events.PoolStopped():
+                if self.shutdown is None:
+                    self.shutdown = ShutdownView(event.at, 0.0, 0.0, drain=True)
+                self.shutdown.stopped = event
+                self.stopped_at = event.at
+                self.shutdown.remaining = 0.0
+                self.shutdown.running = 0
+                self.shutdown.queued = 0
+                self.phase = event.phase
+            case events.EventsDropped():
+                self.missed += event.missed
+            case _:
+                assert_never(event)
+
+    def _attempt_ended(
+        self, worker_id: str, job_id: str, at: float, duration: float | None
+    ) -> None:
+        self.running -= 1
+        if duration is not None:
+            self.run_times.add(duration)
+        view = self.worker(worker_id)
+        if view.job_id == job_id:
+            view.clear_job()
+            if view.state is WorkerState.BUSY:
+                view.set_state(WorkerState.IDLE, at)
+
+    def resync(self, snapshot: PoolSnapshot) -> None:
+        """Take counts, workers and phase from ``snapshot`` (after missing events)."""
+        stats = snapshot.stats
+        self.seq = snapshot.seq
+        self.now = max(self.now, snapshot.at)
+        self.phase = snapshot.phase
+        self.started_at = snapshot.started_at
+        self.queue_capacity = stats.queue_capacity
+        self.target_workers = stats.target_workers
+        self.submitted = stats.submitted
+        self.rejected = stats.rejected
+        self.queued = stats.queued
+        self.running = stats.running
+        self.succeeded = stats.succeeded
+        self.failed = stats.failed
+        self.timed_out = stats.timed_out
+        self.cancelled = stats.cancelled
+        self.abandoned = stats.abandoned
+        self.retried = stats.retried
+        self.restarts = stats.restarts
+        self._queued_since.clear()
+        if stats.oldest_queued_age:
+            # The one age the snapshot gives stands for the whole queue until
+            # new events rebuild it.
+            self._queued_since["(resynced)"] = snapshot.at - stats.oldest_queued_age
+        seen = set()
+        for info in snapshot.workers:
+            view = self.worker(info.id)
+            seen.add(info.id)
+            view.set_state(info.state, snapshot.at)
+            view.job_id = info.job_id
+            view.job_started_at = info.job_started_at
+            view.attempt = info.attempt
+            view.progress = info.progress
+            view.progress_message = info.progress_message
+            view.jobs_done = info.jobs_done
+            view.jobs_failed = info.jobs_failed
+            view.restarts = info.restarts
+        for worker_id in list(self.workers):
+            if worker_id not in seen:
+                del self.workers[worker_id]
+        if self.shutdown is not None and snapshot.phase_deadline is not None:
+            self.shutdown.phase = snapshot.phase
+            self.shutdown.remaining = max(0.0, snapshot.phase_deadline - snapshot.at)
+            self.shutdown.running = stats.running
+            self.shutdown.queued = stats.queued
+
+    @classmethod
+    def from_snapshot(cls, snapshot: PoolSnapshot) -> DashboardState:
+        """A state that starts from ``snapshot`` (a dashboard attaching to a running pool)."""
+        state = cls()
+        state.resync(snapshot)
+        return state
+
+
+def _zeros(n: int) -> deque[int]:
+    return deque([0] * n, maxlen=n)
+
+
+_GONE = (WorkerState.STOPPED, WorkerState.CRASHED)
+_TIMED_PHASES = (PoolPhase.DRAINING, PoolPhase.CANCELLING, PoolPhase.FORCING)
