@@ -120,11 +120,8 @@ class JobSucceeded(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobRetryScheduled(Event):
-    """An attempt failed and the job will run again after ``delay`` seconds.
-
-    ``worker_id`` is None when the job failed because its worker crashed
-    while the slot was being restarted; it is otherwise the worker it ran on.
-    """
+    """An attempt failed (its handler raised, or its worker crashed) and the
+    job will run again after ``delay`` seconds."""
 
     job_id: str
     worker_id: str | None

@@ -6,6 +6,7 @@ import asyncio
 import enum
 import itertools
 import math
+import os
 import threading
 import traceback
 from collections.abc import Generator, Mapping
@@ -126,17 +127,27 @@ class ErrorInfo:
         name = kind.__qualname__
         if kind.__module__ not in ("builtins", "__main__"):
             name = f"{kind.__module__}.{name}"
-        return cls(
-            type=name,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-        )
+        return cls(type=name, message=str(exc), traceback=_format(exc))
 
     def short(self) -> str:
         """``Type: message`` on one line, with the type's bare name."""
         name = self.type.rpartition(".")[2]
         first = self.message.splitlines()[0] if self.message else ""
         return f"{name}: {first}" if first else name
+
+
+_POOL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _format(exc: BaseException) -> str:
+    # The pool's own frames come first and say nothing about the job: start
+    # at the first frame outside the package (the handler's).
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_POOL_DIR):
+        tb = tb.tb_next
+    if tb is None:
+        tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 class JobContext:

@@ -845,7 +845,7 @@ class Pool:
                 message=f"worker {worker.id} crashed: {info.message}",
                 traceback=info.traceback,
             )
-            self._attempt_failed(handle, None, crash, duration, now, info)
+            self._attempt_failed(handle, worker.id, crash, duration, now, info)
         elif handle._cancel_reason == "timeout":
             self._timed_out += 1
             self._terminal(handle, JobState.TIMED_OUT, now)

@@ -176,7 +176,7 @@ class Worker:
             try:
                 result = await run(handle.job, ctx)
             except asyncio.CancelledError as exc:
-                if self.detached or (self.cancels and self.take_back_cancels()):
+                if self.detached or self.take_back_cancels():
                     # Not (only) the pool's own cancellation of the job: the task
                     # itself is being cancelled, and must end cancelled.
                     raise
@@ -184,14 +184,14 @@ class Worker:
             except Exception as exc:
                 if self.detached:
                     return  # the job was abandoned and accounted for; its late error has no reader
-                external = self.cancels > 0 and self.take_back_cancels()
+                external = self.take_back_cancels()
                 end(self, handle, None, exc)
                 if external:
                     raise asyncio.CancelledError from exc
             else:
                 if self.detached:
                     return
-                external = self.cancels > 0 and self.take_back_cancels()
+                external = self.take_back_cancels()
                 end(self, handle, result, None)
                 if external:
                     raise asyncio.CancelledError

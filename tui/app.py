@@ -136,8 +136,11 @@ class WpoolApp(App[int]):
         on_started: Callable[[], Awaitable[None]] | None = None,
         exit_when_stopped: bool = False,
         handle_signals: bool = False,
+        animate: bool = True,
     ) -> None:
         super().__init__()
+        if not animate:
+            self.animation_level = "none"
         self._handle_signals = handle_signals
         self.pool = pool
         self.clock: Clock = clock or MonotonicClock()
@@ -500,6 +503,7 @@ def create_app(
     on_started: Callable[[], Awaitable[None]] | None = None,
     exit_when_stopped: bool = False,
     handle_signals: bool = False,
+    animate: bool = True,
 ) -> WpoolApp:
     """The dashboard for ``pool`` (started on mount if it is not yet).
 
@@ -517,4 +521,5 @@ def create_app(
         on_started=on_started,
         exit_when_stopped=exit_when_stopped,
         handle_signals=handle_signals,
+        animate=animate,
     )

@@ -521,6 +521,33 @@ class TestThreads:
         )
         assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "1 stopped", "")
 
+    def test_a_pool_left_running_does_not_hang_asyncio_run(self) -> None:
+        # asyncio.run cancels every task left at its end, the worker tasks of a
+        # pool never shut down among them: they must end, not take the next job.
+        program = textwrap.dedent(
+            """
+            import asyncio
+            from pool import Job, Pool
+
+            async def held(job, ctx):
+                await asyncio.Event().wait()
+
+            async def main():
+                pool = Pool(held, workers=2)
+                await pool.start()
+                for _ in range(4):
+                    pool.submit_nowait(Job())
+                await asyncio.sleep(0)
+                print(pool.stats().running)
+
+            asyncio.run(main())
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=20, check=False
+        )
+        assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "2", "")
+
 
 async def await_handle(handle: JobHandle) -> object:
     return await handle

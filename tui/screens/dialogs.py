@@ -20,6 +20,12 @@ __all__ = (
 )
 
 
+def _focus_input(field: Input) -> None:
+    # No blinking cursor when animation is off (reduced motion, and stable screenshots).
+    field.cursor_blink = field.app.animation_level != "none"
+    field.focus()
+
+
 class _NumberDialog(ModalScreen[int | None]):
     """Asks for a whole number in a range; refuses anything else with a message."""
 
@@ -44,7 +50,7 @@ class _NumberDialog(ModalScreen[int | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#number", Input).focus()
+        _focus_input(self.query_one("#number", Input))
 
     def _value(self) -> int | None:
         raw = self.query_one("#number", Input).value.strip()
@@ -136,7 +142,7 @@ class ConfirmShutdownScreen(ModalScreen[ShutdownChoice | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#grace", Input).focus()
+        _focus_input(self.query_one("#grace", Input))
 
     def _choice(self) -> ShutdownChoice | None:
         raw = self.query_one("#grace", Input).value.strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -60,7 +61,10 @@ def render_detail(detail: JobDetail) -> Text:
         text.append("\nerror      ", style="bold red")
         text.append(detail.error.short() + "\n", style="red")
         if detail.error.traceback:
-            text.append("\n" + detail.error.traceback.rstrip() + "\n", style="dim")
+            # Paths under the current directory read better, and shorter, relative.
+            here = os.getcwd() + os.sep
+            trace = detail.error.traceback.replace(here, "").rstrip()
+            text.append("\n" + trace + "\n", style="dim")
     return text
 
 
@@ -137,6 +141,11 @@ class DeadLettersScreen(ModalScreen[None]):
         if not self._letters or table.cursor_row < 0:
             return None
         return self._letters[min(table.cursor_row, len(self._letters) - 1)]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # The table takes enter for itself: selecting a row shows it.
+        event.stop()
+        self.action_details()
 
     def action_details(self) -> None:
         letter = self._selected()

@@ -64,8 +64,8 @@ def render_countdown(state: DashboardState) -> Text:
     text.append(bar(fraction, 30), style=PHASE_STYLE[phase])
     text.append(f"  running {view.running}  queued {view.queued}", style="bold")
     nxt = {
-        PoolPhase.DRAINING: "cancel running jobs now",
-        PoolPhase.CANCELLING: "abandon them now",
+        PoolPhase.DRAINING: "cancel now",
+        PoolPhase.CANCELLING: "abandon now",
     }.get(phase)
     if nxt:
         text.append(f"   s: {nxt}", style="dim")

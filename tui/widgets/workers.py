@@ -26,6 +26,8 @@ class WorkerPanel(Static, can_focus=True):
         height: 6;
         border: round $panel-lighten-2;
         padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     WorkerPanel:focus {
         border: round $accent;
@@ -101,7 +103,7 @@ def render_worker(view: WorkerView, running: float | None) -> Text:
             text.append("  cancelling", style="bold dark_orange")
         text.append("\n")
         if view.progress is not None:
-            text.append(bar(view.progress, 12), style="green")
+            text.append(bar(view.progress, 10), style="green")
             text.append(f" {view.progress:4.0%} {view.progress_message}")
     text.append("\n")
     text.append(f"done {view.jobs_done}", style="green")

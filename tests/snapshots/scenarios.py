@@ -1,0 +1,254 @@
+"""The dashboard in known states, for snapshot tests and the README's screenshots.
+
+Each scenario builds the real app on a real pool whose handlers are held
+by asyncio events, on a frozen ManualClock, with a fixed theme and no
+animation, and drives it to one state before the picture is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from textual.pilot import Pilot
+
+from pool import Job, JobContext, ManualClock, Pool, RetryPolicy
+from tui.app import WpoolApp, create_app
+
+START = 1000.0
+
+
+class Crash(BaseException):
+    """Kills the worker that runs it (not an Exception: not a job error)."""
+
+
+class Scene:
+    """A pool handler whose jobs do what their payload says, held by an event.
+
+    ``progress:F`` reports F and waits; ``hold`` waits; ``stubborn`` ignores
+    its first cancellation; ``fail`` raises; ``crash`` kills its worker.
+    """
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Let every job waiting now return (later ones wait again)."""
+        self.gate.set()
+        self.gate = asyncio.Event()
+
+    async def handler(self, job: Job, ctx: JobContext) -> str:
+        kind, _, arg = job.payload.decode().partition(":")
+        gate = self.gate
+        if kind == "progress":
+            ctx.progress(float(arg), job.meta.get("note", "working"))
+            await gate.wait()
+        elif kind == "hold":
+            await gate.wait()
+        elif kind == "stubborn":
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                # Ignores the shutdown's cancellation; a second one (the
+                # loop's teardown) ends it.
+                await gate.wait()
+        elif kind == "fail":
+            raise ValueError(f"cannot decode {job.id}: truncated input at byte {arg or 512}")
+        elif kind == "crash":
+            raise Crash("segmentation fault in native decoder")
+        return "ok"
+
+
+@dataclass
+class Stage:
+    """What a scenario's steps drive: the app, its pool, the clock and the handler."""
+
+    app: WpoolApp
+    pool: Pool
+    clock: ManualClock
+    scene: Scene
+
+    def submit(self, job_id: str, payload: str, **meta: str) -> None:
+        self.pool.submit_nowait(Job(id=job_id, payload=payload.encode(), meta=meta))
+
+    async def settle(self, turns: int = 30) -> None:
+        """Let every ready callback run and draw a frame; no time passes."""
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        self.app.refresh_now()
+
+    async def advance(self, seconds: float) -> None:
+        await self.clock.advance(seconds)
+        await self.settle()
+
+    async def release(self) -> None:
+        self.scene.release()
+        await self.settle()
+
+
+Steps = Callable[[Stage], Awaitable[None]]
+
+
+@dataclass
+class Scenario:
+    """An app and how to bring it to the state to be pictured."""
+
+    app: WpoolApp
+    run_before: Callable[[Pilot[int]], Awaitable[None]]
+    press: tuple[str, ...]
+    size: tuple[int, int]
+
+
+def build(
+    steps: Steps,
+    *,
+    workers: int = 4,
+    press: tuple[str, ...] = (),
+    size: tuple[int, int] = (120, 36),
+    read_only: bool = False,
+    retry: RetryPolicy | None = None,
+) -> Scenario:
+    """A scenario: a fresh pool, clock and app, and the ``steps`` that set it up."""
+    scene = Scene()
+    clock = ManualClock(START)
+    pool = Pool(
+        scene.handler,
+        workers=workers,
+        queue_size=20,
+        max_workers=16,
+        cancel_grace=2.0,
+        restart_backoff=1.0,
+        retry=retry,
+        clock=clock,
+        name="snap",
+    )
+    ids = itertools.count(1)
+
+    def make_job() -> Job:
+        return Job(id=f"added-{next(ids):03d}", payload=b"hold")
+
+    app = create_app(
+        pool,
+        clock=clock,
+        theme="textual-dark",
+        read_only=read_only,
+        make_job=make_job,
+        grace=10.0,
+        animate=False,
+    )
+    stage = Stage(app, pool, clock, scene)
+
+    async def run_before(pilot: Pilot[int]) -> None:
+        await pilot.pause()
+        await steps(stage)
+        await stage.settle()
+        await pilot.pause()
+
+    return Scenario(app=app, run_before=run_before, press=press, size=size)
+
+
+async def history(stage: Stage) -> None:
+    """A few finished jobs, so that the log and the figures have something in them."""
+    stage.submit("warmup-1", "hold")
+    stage.submit("warmup-2", "fail:64")
+    stage.submit("warmup-3", "hold")
+    await stage.settle()
+    await stage.advance(0.4)
+    await stage.release()
+    await stage.advance(0.8)
+
+
+async def busy(stage: Stage) -> None:
+    """Four workers mid-job with progress bars, and a queue."""
+    await history(stage)
+    notes = ["resizing", "thumbnail", "encoding", "uploading"]
+    for i, fraction in enumerate([0.25, 0.5, 0.75, 0.9]):
+        stage.submit(f"image-{i + 1:03d}", f"progress:{fraction}", note=notes[i])
+        await stage.advance(0.7)
+    for i in range(5):
+        stage.submit(f"queued-{i + 1:03d}", "hold")
+    await stage.advance(1.5)
+
+
+async def crashed(stage: Stage) -> None:
+    """A worker crashed under its job and waits out its backoff."""
+    await history(stage)
+    for i, fraction in enumerate([0.3, 0.6, 0.8]):
+        stage.submit(f"image-{i + 1:03d}", f"progress:{fraction}", note="resizing")
+        await stage.advance(0.5)
+    stage.submit("video-007", "crash")
+    await stage.advance(0.3)
+
+
+async def shrinking(stage: Stage) -> None:
+    """The pool is shrinking: busy workers retire after their job."""
+    await busy(stage)
+    await stage.app.pool.resize(2)
+    await stage.advance(0.5)
+
+
+async def draining(stage: Stage) -> None:
+    """Mid-shutdown: the countdown of the drain."""
+    await busy(stage)
+    stage.app.begin_shutdown(grace=10.0, drain=True)
+    await stage.settle()
+    for _ in range(35):
+        await stage.clock.advance(0.1)
+    await stage.settle()
+
+
+async def forcing(stage: Stage) -> None:
+    """A job ignored its cancellation and was abandoned: the forcing phase."""
+    await history(stage)
+    stage.submit("legacy-042", "stubborn")
+    stage.submit("image-100", "progress:0.6", note="resizing")
+    await stage.advance(1.0)
+    stage.app.begin_shutdown(grace=1.0, drain=False)
+    await stage.settle()
+    await stage.advance(1.0)  # grace over: cancelling; image-100 stops, legacy-042 does not
+    await stage.advance(2.0)  # cancel grace over: forcing, then stopped
+
+
+async def stopped(stage: Stage) -> None:
+    """The pool has stopped: the summary of the report."""
+    await busy(stage)
+    stage.app.begin_shutdown(grace=2.0, drain=False)
+    await stage.settle()
+    await stage.advance(1.0)
+    await stage.release()
+    await stage.advance(0.1)
+
+
+async def failed_jobs(stage: Stage) -> None:
+    """Failed jobs kept as dead letters."""
+    await history(stage)
+    for i, byte in enumerate([128, 4096, 77]):
+        stage.submit(f"scan-{i + 1:03d}", f"fail:{byte}")
+    await stage.advance(0.5)
+
+
+async def idle(stage: Stage) -> None:
+    await stage.advance(2.0)
+
+
+SCENARIOS: dict[str, Callable[[], Scenario]] = {
+    "startup": lambda: build(idle),
+    "busy": lambda: build(busy),
+    "crashed": lambda: build(crashed),
+    "shrinking": lambda: build(shrinking),
+    "add_dialog_error": lambda: build(busy, press=("a", "backspace", "backspace", "x", "enter")),
+    "resize_dialog_error": lambda: build(busy, press=("r", "backspace", "9", "9", "enter")),
+    "shutdown_dialog": lambda: build(busy, press=("s",)),
+    "quit_dialog": lambda: build(busy, press=("q",)),
+    "countdown": lambda: build(draining),
+    "forcing": lambda: build(forcing),
+    "stopped": lambda: build(stopped),
+    "failed_jobs": lambda: build(failed_jobs, press=("f",)),
+    "job_detail_traceback": lambda: build(failed_jobs, press=("f", "enter")),
+    "help": lambda: build(busy, press=("question_mark",)),
+    "small_terminal": lambda: build(busy, size=(80, 24)),
+    "read_only": lambda: build(busy, read_only=True),
+}
+"""Every pictured state, by name."""
