@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint types pytest run clean
+.PHONY: help venv test lint types pytest run snapshots-update clean
 
 help:
 	@echo "make run        open the dashboard on its built-in demo (ARGS='--workers 8' passes flags)"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make types      mypy --strict"
 	@echo "make pytest     the test suite only"
+	@echo "make snapshots-update  rewrite the dashboard's snapshot SVGs (then look at each)"
 
 venv: $(STAMP)
 
@@ -35,6 +36,10 @@ test: lint types pytest
 
 run: $(STAMP)
 	$(BIN)/wpool-tui $(ARGS)
+
+# The only way snapshot SVGs change: look at every changed one before committing it.
+snapshots-update: $(STAMP)
+	env -u NO_COLOR $(BIN)/pytest tests/snapshots --snapshot-update
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
