@@ -847,8 +847,10 @@ class Pool:
             )
             self._attempt_failed(handle, worker.id, crash, duration, now, info)
         elif handle._cancel_reason == "timeout":
+            worker.jobs_failed += 1
             self._timed_out += 1
             self._terminal(handle, JobState.TIMED_OUT, now)
+            self._keep_dead(handle, JobState.TIMED_OUT, None, now)
             self._emit(
                 ev.JobTimedOut,
                 job_id=handle.job.id,
@@ -916,6 +918,7 @@ class Pool:
             return  # retired by a resize while it waited
         if self._phase.is_shutting_down:
             worker.status = WorkerState.STOPPED
+            self._emit(ev.WorkerStopped, worker_id=worker.id)
             return
         new = self._spawn(worker.id, previous=worker)
         new.restarts += 1

@@ -163,9 +163,9 @@ class DashboardState:
 
     def oldest_queued_age(self) -> float:
         """Seconds the oldest queued job has waited (0.0 when none waits)."""
-        for since in self._queued_since.values():
-            return max(0.0, self.now - since)
-        return 0.0
+        if self.queued <= 0 or not self._queued_since:
+            return 0.0
+        return max(0.0, self.now - min(self._queued_since.values()))
 
     def throughput(self) -> float:
         """Jobs ended per second over the last five whole seconds."""
@@ -252,7 +252,9 @@ class DashboardState:
             case events.JobStarted(job_id=job_id, worker_id=worker_id, at=at):
                 self.queued -= 1
                 self.running += 1
-                self._queued_since.pop(job_id, None)
+                if self._queued_since.pop(job_id, None) is None:
+                    # A job from before a resync: the age it stood for is stale now.
+                    self._queued_since.pop(_RESYNCED, None)
                 self.waits.add(event.waited)
                 view = self.worker(worker_id)
                 view.clear_job()
@@ -337,9 +339,11 @@ class DashboardState:
             case events.WorkerCrashed(worker_id=worker_id, at=at):
                 view = self.worker(worker_id)
                 view.clear_job()
-                view.set_state(
-                    WorkerState.CRASHED if event.restart_in is None else WorkerState.RESTARTING, at
-                )
+                if event.restart_in is not None:
+                    view.set_state(WorkerState.RESTARTING, at)
+                elif not self.phase.is_shutting_down and view.state is not WorkerState.RETIRING:
+                    # Supervision gave up on it; otherwise a WorkerStopped follows.
+                    view.set_state(WorkerState.CRASHED, at)
             case events.WorkerRestarted(worker_id=worker_id, at=at):
                 view = self.worker(worker_id)
                 view.restarts = event.restarts
@@ -429,7 +433,7 @@ class DashboardState:
         if stats.oldest_queued_age:
             # The one age the snapshot gives stands for the whole queue until
             # new events rebuild it.
-            self._queued_since["(resynced)"] = snapshot.at - stats.oldest_queued_age
+            self._queued_since[_RESYNCED] = snapshot.at - stats.oldest_queued_age
         seen = set()
         for info in snapshot.workers:
             view = self.worker(info.id)
@@ -465,4 +469,5 @@ def _zeros(n: int) -> deque[int]:
 
 
 _GONE = (WorkerState.STOPPED, WorkerState.CRASHED)
+_RESYNCED = "(resynced)"
 _TIMED_PHASES = (PoolPhase.DRAINING, PoolPhase.CANCELLING, PoolPhase.FORCING)
