@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint types pytest run snapshots-update clean
+.PHONY: help venv test lint types pytest run snapshots-update screenshots clean
 
 help:
 	@echo "make run        open the dashboard on its built-in demo (ARGS='--workers 8' passes flags)"
@@ -13,6 +13,7 @@ help:
 	@echo "make types      mypy --strict"
 	@echo "make pytest     the test suite only"
 	@echo "make snapshots-update  rewrite the dashboard's snapshot SVGs (then look at each)"
+	@echo "make screenshots       regenerate the README's pictures in screenshots/"
 
 venv: $(STAMP)
 
@@ -23,11 +24,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pool tui tests
-	$(BIN)/ruff format --check pool tui tests
+	$(BIN)/ruff check pool tui tests tools
+	$(BIN)/ruff format --check pool tui tests tools
 
 types: $(STAMP)
-	$(BIN)/mypy --strict pool tui tests
+	$(BIN)/mypy --strict pool tui tests tools
 
 pytest: $(STAMP)
 	env -u NO_COLOR $(BIN)/pytest
@@ -36,6 +37,10 @@ test: lint types pytest
 
 run: $(STAMP)
 	$(BIN)/wpool-tui $(ARGS)
+
+# The README's pictures, from the same scenarios as the snapshot tests.
+screenshots: $(STAMP)
+	$(BIN)/python tools/screenshots.py
 
 # The only way snapshot SVGs change: look at every changed one before committing it.
 snapshots-update: $(STAMP)

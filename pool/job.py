@@ -127,7 +127,11 @@ class ErrorInfo:
         name = kind.__qualname__
         if kind.__module__ not in ("builtins", "__main__"):
             name = f"{kind.__module__}.{name}"
-        return cls(type=name, message=str(exc), traceback=_format(exc))
+        try:
+            message = str(exc)
+        except Exception as err:  # a broken __str__ must not lose the job
+            message = f"<unprintable {kind.__qualname__}: {type(err).__name__}>"
+        return cls(type=name, message=message, traceback=_format(exc))
 
     def short(self) -> str:
         """``Type: message`` on one line, with the type's bare name."""

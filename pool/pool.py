@@ -245,6 +245,7 @@ class Pool:
         self._escalations = 0
         self._phase_deadline: float | None = None
         self._settled: asyncio.Future[None] | None = None
+        self._shutdown_cancel_grace = float("inf")
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -293,9 +294,11 @@ class Pool:
         self._throughput = Throughput(self._started_at)
         self._count_end = self._throughput.add
         new = [self._spawn() for _ in range(self._target)]
-        await self._wait_ready(new)
-        if not self._closed:  # supervision may have given up already
-            self._set_phase(PoolPhase.RUNNING)
+        try:
+            await self._wait_ready(new)
+        finally:
+            if not self._closed:  # supervision may have given up already
+                self._set_phase(PoolPhase.RUNNING)
 
     async def __aenter__(self) -> Pool:
         await self.start()
@@ -315,7 +318,7 @@ class Pool:
         Raises:
             PoolError: The pool is not running (or already paused).
         """
-        if self._phase is not PoolPhase.RUNNING:
+        if self._phase is not PoolPhase.RUNNING or self._closed:
             raise PoolError(f"cannot pause: pool is {self._phase.value}")
         self._paused = True
         self._set_phase(PoolPhase.PAUSED)
@@ -414,7 +417,12 @@ class Pool:
             finally:
                 if timer is not None:
                     timer.cancel()
-            self._check_submit(job)  # closed, or the id taken, while we waited
+            try:
+                self._check_submit(job)  # closed, or the id taken, while we waited
+            except BaseException:
+                if self._ready < self._queue_size:
+                    self._wake_putter()
+                raise
 
     def _wake_putter(self) -> None:
         putters = self._putters
@@ -497,8 +505,11 @@ class Pool:
                 if wake.done() and not wake.cancelled():
                     given = wake.result()
                     if given is not None and given._state is _QUEUED:
-                        self._queue.appendleft(given)
-                        self._ready += 1
+                        if self._idle and not self._paused:
+                            self._hand_to_idle(given)
+                        else:
+                            self._queue.appendleft(given)
+                            self._ready += 1
                 raise
             finally:
                 worker.wake = None
@@ -553,6 +564,7 @@ class Pool:
             worker.jobs_done += 1
             self._succeeded += 1
             handle._result = result
+            handle._error = handle._exc = None  # an earlier attempt's error is no longer the job's
             self._terminal(handle, _SUCCEEDED, now)
             bus = self._bus
             if bus._subs:
@@ -741,13 +753,23 @@ class Pool:
             ctx._cancelled = True
         if worker.runner.cancels_task:
             assert worker.task is not None
-            worker.cancels += 1
-            worker.task.cancel()
+            if worker.task is asyncio.current_task():
+                # From inside the handler: Task.uncancel() (3.11/3.12) would not undo it.
+                assert self._loop is not None
+                self._loop.call_soon(self._cancel_task_later, worker, handle)
+            else:
+                worker.cancels += 1
+                worker.task.cancel()
         self._emit(ev.JobCancelRequested, job_id=handle.job.id, worker_id=worker.id, reason=reason)
         if reason != "shutdown":  # the shutdown abandons on its own schedule
             worker.abandon_timer = self._clock.call_later(
                 self._cancel_grace, functools.partial(self._abandon, worker, handle)
             )
+
+    def _cancel_task_later(self, worker: Worker, handle: JobHandle) -> None:
+        if worker.job is handle and worker.task is not None and not worker.task.done():
+            worker.cancels += 1
+            worker.task.cancel()
 
     def _abandon(self, worker: Worker, handle: JobHandle) -> None:
         """Give up on a job that ignored its cancellation; the slot gets a fresh worker."""
@@ -766,7 +788,7 @@ class Pool:
         )
         worker.runner.abandon()
         if self._workers.get(worker.id) is worker:
-            if worker.retiring or self._stopping_workers or self._phase.is_shutting_down:
+            if worker.retiring or self._stopping_workers or self._winding_down():
                 self._retire_slot(worker)
             else:
                 self._spawn(worker.id, previous=worker)
@@ -823,6 +845,7 @@ class Pool:
                 self._lose_job(worker, handle, None)
             worker.status = WorkerState.STOPPED
             self._drop_slot(worker)
+            self._emit(ev.WorkerStopped, worker_id=worker.id)
             return
         if exc is None:
             self._retire_slot(worker)
@@ -874,7 +897,7 @@ class Pool:
         info = ErrorInfo.from_exception(cause)
         if handle is not None:
             self._lose_job(worker, handle, exc)
-        if worker.retiring or self._phase.is_shutting_down or self._stopping_workers:
+        if worker.retiring or self._winding_down() or self._stopping_workers:
             self._emit(
                 ev.WorkerCrashed,
                 worker_id=worker.id,
@@ -916,7 +939,7 @@ class Pool:
         self._restart_timers.pop(worker.id, None)
         if self._workers.get(worker.id) is not worker:
             return  # retired by a resize while it waited
-        if self._phase.is_shutting_down:
+        if self._winding_down() or self._stopping_workers:
             worker.status = WorkerState.STOPPED
             self._emit(ev.WorkerStopped, worker_id=worker.id)
             return
@@ -924,6 +947,10 @@ class Pool:
         new.restarts += 1
         self._restarts += 1
         self._emit(ev.WorkerRestarted, worker_id=worker.id, restarts=new.restarts)
+
+    def _winding_down(self) -> bool:
+        # Past the drain: no new worker would get a job.
+        return self._phase.is_shutting_down and self._phase is not PoolPhase.DRAINING
 
     def _retire_slot(self, worker: Worker) -> None:
         """A worker has exited for good: drop a retired slot, or mark it stopped."""
@@ -998,8 +1025,7 @@ class Pool:
                 if worker in self._idle:
                     self._idle.remove(worker)
                 wake.set_result(None)
-            else:
-                self._emit(ev.WorkerRetireRequested, worker_id=worker.id)
+            self._emit(ev.WorkerRetireRequested, worker_id=worker.id)
 
     # --- shutdown -----------------------------------------------------------
 
@@ -1034,6 +1060,8 @@ class Pool:
                 grace_s, bool(drain), self._cancel_grace if cancel_s is None else cancel_s, None
             )
         else:
+            if cancel_s is not None:
+                self._shutdown_cancel_grace = min(self._shutdown_cancel_grace, cancel_s)
             self._escalate()
         assert self._shutdown_task is not None
         return await asyncio.shield(self._shutdown_task)
@@ -1045,6 +1073,7 @@ class Pool:
             return
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
+        self._closed = True
         self._shutdown_task = loop.create_task(
             self._run_shutdown(grace, drain, cancel_grace, reason), name=f"{self._name}-shutdown"
         )
@@ -1112,7 +1141,7 @@ class Pool:
                     if worker.job is not None:
                         self._request_cancel(worker, worker.job, "shutdown")
                 if self._escalations < 2:
-                    await self._wait_settled(cancel_grace)
+                    await self._wait_settled(min(cancel_grace, self._shutdown_cancel_grace))
             if self._running:
                 reached = PoolPhase.FORCING
                 self._set_phase(PoolPhase.FORCING)
@@ -1153,7 +1182,7 @@ class Pool:
             if worker.status is WorkerState.RESTARTING:
                 worker.status = WorkerState.STOPPED
                 self._emit(ev.WorkerStopped, worker_id=worker.id)
-            elif worker.task is not None and not worker.task.done() and not worker.detached:
+            elif worker.task is not None and worker.status is None and not worker.detached:
                 tasks.append(worker.task)
         while self._idle:
             wake = self._idle.popleft().wake
@@ -1241,7 +1270,8 @@ class Pool:
         else:
             raise ValueError(f"no dead letter with id {job_id!r}")
         handle = await self.submit(letter.job)
-        self._dead.remove(letter)
+        if letter in self._dead:
+            self._dead.remove(letter)
         return handle
 
     # --- observing ----------------------------------------------------------

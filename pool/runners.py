@@ -139,7 +139,7 @@ class ThreadRunner:
             except BaseException as exc:
                 # The handler killed its thread (SystemExit, KeyboardInterrupt...):
                 # a crash for the supervisor, so the thread ends here.
-                died = WorkerDied(f"thread {self._name} died: {type(exc).__name__}: {exc}")
+                died = WorkerDied(f"thread {self._name} died: {type(exc).__name__}")
                 died.__cause__ = exc
                 _post(loop, fut, None, died)
                 return

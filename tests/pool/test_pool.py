@@ -1093,3 +1093,125 @@ class TestEvents:
         assert isinstance(seen[-1], events.PoolStopped)
         late = pool.events()
         assert [e async for e in late] == []
+
+
+class BrokenStr(Exception):
+    def __str__(self) -> str:
+        raise AttributeError("no detail")
+
+
+class TestEdgeCases:
+    """Paths a review found broken once; each test failed before its fix."""
+
+    async def test_an_error_that_cannot_be_printed_still_fails_its_job(
+        self, clock: ManualClock
+    ) -> None:
+        async def handler(job: Job, ctx: JobContext) -> None:
+            raise BrokenStr
+
+        pool = make(handler, clock, workers=1)
+        await pool.start()
+        handle = pool.submit_nowait(Job(id="u"))
+        with pytest.raises(
+            JobFailedError,
+            match=r"^job 'u' failed: BrokenStr: <unprintable BrokenStr: AttributeError>$",
+        ):
+            await handle
+        identity(pool)
+        await finish(pool, clock)
+
+    async def test_a_waiter_refused_after_waking_passes_the_room_on(
+        self, clock: ManualClock
+    ) -> None:
+        script = Script()
+        pool = make(script, clock, workers=1, queue_size=1)
+        await pool.start()
+        await pool.pause()
+        first = pool.submit_nowait(Job(id="q1", payload=b"hold"))
+        taken = asyncio.ensure_future(pool.submit(Job(id="x")))
+        other = asyncio.ensure_future(pool.submit(Job(id="y", payload=b"ok")))
+        await settle()
+        first.cancel()  # room for one: wakes the first waiter...
+        await pool.resume()
+        pool.submit_nowait(Job(id="x", payload=b"hold"))  # ...whose id is then taken
+        with pytest.raises(ValueError, match=r"^job id 'x' is already queued or running$"):
+            await taken
+        handle = await other
+        assert handle.id == "y"
+        await finish(pool, clock, script)
+
+    async def test_a_handler_that_cancels_its_own_job_keeps_its_worker(
+        self, clock: ManualClock
+    ) -> None:
+        async def handler(job: Job, ctx: JobContext) -> str:
+            if job.payload == b"self":
+                own = pool.job(job.id)
+                assert own is not None
+                own.cancel()
+            return "done"
+
+        pool = make(handler, clock, workers=1)
+        await pool.start()
+        with pytest.raises(JobCancelledError):
+            await pool.submit_nowait(Job(payload=b"self"))
+        assert await pool.submit_nowait(Job(payload=b"ok")) == "done"
+        assert pool.stats().workers == 1
+        await finish(pool, clock)
+
+    async def test_draining_restarts_a_crashed_worker_so_queued_jobs_run(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=1, restart_backoff=0.1)
+        await pool.start()
+        pool.submit_nowait(Job(payload=b"crash", id="c"))
+        waiting = [pool.submit_nowait(Job(payload=b"ok", id=f"ok{i}")) for i in range(3)]
+        stopping = asyncio.ensure_future(pool.shutdown(grace=5.0, drain=True))
+        await clock.advance(0.1)
+        report = await stopping
+        assert [h.state for h in waiting] == [JobState.SUCCEEDED] * 3
+        assert report.not_started == ()
+        assert report.duration == pytest.approx(0.1)
+
+    async def test_retiring_an_idle_worker_is_an_event_and_stops_are_told_before_the_end(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=3)
+        await pool.start()
+        sub = pool.events()
+        await pool.resize(1)
+        retired = [e.worker_id for e in sub.drain() if isinstance(e, events.WorkerRetireRequested)]
+        assert retired == ["w3", "w2"]
+        await pool.shutdown()
+        seen = sub.drain()
+        assert isinstance(seen[-1], events.PoolStopped)
+        stopped = {e.worker_id for e in seen if isinstance(e, events.WorkerStopped)}
+        assert stopped == {"w1", "w2", "w3"}
+
+    async def test_the_callers_cancel_grace_bounds_a_shutdown_supervision_began(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=2, cancel_grace=3.0, max_restarts=0)
+        await pool.start()
+        stuck = pool.submit_nowait(Job(payload=b"stubborn"))
+        await run_started(pool, stuck)
+        pool.submit_nowait(Job(payload=b"crash"))
+        await settle()
+        assert pool.phase is PoolPhase.DRAINING  # supervision gave up and began the shutdown
+        stopping = asyncio.ensure_future(pool.shutdown(grace=0.1, cancel_grace=0.1))
+        await clock.advance(0.1)
+        assert stopping.done()
+        assert stopping.result().failed
+
+    async def test_a_successful_retry_clears_the_earlier_error(self, clock: ManualClock) -> None:
+        async def flaky(job: Job, ctx: JobContext) -> str:
+            if ctx.attempt == 1:
+                raise ValueError("first attempt fails")
+            return "ok"
+
+        pool = make(flaky, clock, retry=RetryPolicy(max_attempts=2, backoff=0.0, jitter=0.0))
+        await pool.start()
+        handle = pool.submit_nowait(Job())
+        await clock.advance(0.0)
+        assert await handle == "ok"
+        assert handle.error is None
+        await finish(pool, clock)

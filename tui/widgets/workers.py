@@ -120,11 +120,18 @@ class WorkerGrid(Grid):
         grid-size: 4;
         grid-gutter: 0 1;
         height: auto;
-        max-height: 60%;
+        max-height: 45%;
         overflow-y: auto;
         padding: 0 1;
     }
     """
+
+    PANEL_WIDTH = 28
+    """The narrowest a panel gets before the grid drops a column."""
+
+    def on_resize(self) -> None:
+        self.styles.grid_size_columns = max(1, min(6, self.size.width // self.PANEL_WIDTH))
+        self.set_class(self.app.size.height < 30, "-compact")
 
     def show(self, state: DashboardState) -> None:
         """Add, remove and render the panels from ``state``.
