@@ -334,10 +334,6 @@ class WpoolApp(App[int]):
             if job_id is not None:
                 self._show_job(job_id)
 
-    @on(WorkerPanel.Selected)
-    def _worker_selected(self, message: WorkerPanel.Selected) -> None:
-        self._show_worker_job(message.worker_id)
-
     @on(DataTable.RowSelected, "#log")
     def _log_selected(self, message: DataTable.RowSelected) -> None:
         job_id = self.query_one(JobLog).entry_key(message.cursor_row)

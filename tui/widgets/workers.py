@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.containers import Grid
-from textual.message import Message
 from textual.widgets import Static
 
 from pool import WorkerState
@@ -41,13 +40,6 @@ class WorkerPanel(Static, can_focus=True):
     WorkerPanel:focus.-busy, WorkerPanel:focus.-retiring { border: double $accent; }
     """
 
-    class Selected(Message):
-        """The user asked for the details of this worker's job."""
-
-        def __init__(self, worker_id: str) -> None:
-            super().__init__()
-            self.worker_id = worker_id
-
     def __init__(self, worker_id: str) -> None:
         super().__init__(id=f"worker-{worker_id}")
         self.worker_id = worker_id
@@ -82,8 +74,6 @@ class WorkerPanel(Static, can_focus=True):
     def on_click(self) -> None:
         self.focus()
 
-    def key_enter(self) -> None:
-        self.post_message(self.Selected(self.worker_id))
 
 
 def render_worker(view: WorkerView, running: float | None) -> Text:
