@@ -18,6 +18,7 @@ from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
@@ -212,7 +213,11 @@ class WpoolApp(App[int]):
             self._stop_task.add_done_callback(self._stopped)
         if self.frozen:
             return
-        self.query_one(Summary).show(state, frozen=False)
+        try:
+            summary = self.query_one(Summary)
+        except NoMatches:
+            return  # a last frame while the app tears its screen down
+        summary.show(state, frozen=False)
         self.query_one(Countdown).show(state)
         self.query_one(WorkerGrid).show(state)
         self.query_one(JobLog).show(state)
@@ -459,6 +464,10 @@ class WpoolApp(App[int]):
         elif choice == "now":
             self._exit_when_stopped = True
             self.begin_shutdown(grace=0.0, drain=False)
+
+    async def action_quit(self) -> None:
+        """Textual's own quit (ctrl+q, the palette): the same as ``q``."""
+        self.action_quit_app()
 
     def action_help(self) -> None:
         """Show the keys."""

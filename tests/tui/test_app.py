@@ -578,6 +578,16 @@ async def test_q_while_running_offers_the_graceful_shutdown(rig: Rig) -> None:
         assert app.return_value is None, "the graceful way leaves q to the operator"
 
 
+async def test_textuals_own_quit_also_offers_the_graceful_shutdown(rig: Rig) -> None:
+    app = rig.app()
+    async with running(app, rig) as pilot:
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, QuitScreen)
+        assert rig.pool.phase is PoolPhase.RUNNING
+        assert app.return_value is None
+        await pilot.press("escape")
+
+
 async def test_quit_now_cancels_what_runs_and_exits_1(rig: Rig) -> None:
     app = rig.app()
     async with running(app, rig) as pilot:

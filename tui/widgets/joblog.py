@@ -10,6 +10,12 @@ from .format import duration
 
 __all__ = ("JobLog",)
 
+_PER_FRAME = 40
+"""The most rows one frame adds; a busier frame shows only its newest outcomes."""
+
+_SLACK = 200
+"""Rows the table may hold beyond ``LOG_LIMIT`` before it is rebuilt."""
+
 _OUTCOME_STYLE = {
     "succeeded": "green",
     "failed": "bold red",
@@ -48,24 +54,35 @@ class JobLog(DataTable[Text]):
             self.add_column(label, width=width)
 
     def show(self, state: DashboardState) -> None:
-        """Append the entries added to ``state.log`` since the last call, in one batch."""
+        """Append the entries added to ``state.log`` since the last call, in one batch.
+
+        The table is rebuilt rather than trimmed row by row (removing a row
+        costs about as much as rebuilding it), and a frame adds at most
+        ``_PER_FRAME`` rows: the newest.
+        """
         fresh = state.log_total - self._added
         if fresh <= 0:
             return
         self._added = state.log_total
-        entries = list(state.log)[-min(fresh, LOG_LIMIT) :]
         following = self.scroll_y >= self.max_scroll_y
         origin = state.started_at or 0.0
+        # Nobody reads more than a screenful a frame: past that, only the newest
+        # are drawn (the state keeps them all, up to its bound).
+        count = min(fresh, _PER_FRAME)
+        if len(self._keys) + count > LOG_LIMIT + _SLACK:
+            # Start over: cheaper than removing old rows one by one. Under light
+            # load the whole bounded log is drawn again; under heavy load only
+            # this frame's newest rows, so that no frame does much more work.
+            self.clear()
+            self._keys.clear()
+            if fresh <= _PER_FRAME:
+                count = min(len(state.log), LOG_LIMIT)
+        entries = list(state.log)[-count:]
         for entry in entries:
             self._rows += 1
             key = f"{self._rows}:{entry.job_id}"
             self._keys.append(key)
             self.add_row(*_cells(entry, origin), key=key)
-        excess = len(self._keys) - LOG_LIMIT
-        if excess > 0:
-            for key in self._keys[:excess]:
-                self.remove_row(key)
-            del self._keys[:excess]
         if following:
             self.scroll_end(animate=False, immediate=True)
 

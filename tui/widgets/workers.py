@@ -75,7 +75,6 @@ class WorkerPanel(Static, can_focus=True):
         self.focus()
 
 
-
 def render_worker(view: WorkerView, running: float | None) -> Text:
     """A worker panel's body."""
     text = Text(no_wrap=True, overflow="ellipsis")
