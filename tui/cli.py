@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--rate",
         type=_number(float, 0),
-        default=4.0,
-        help="demo jobs submitted per second (default 4)",
+        default=2.0,
+        help="demo jobs submitted per second (default 2: about what 4 workers keep up with)",
     )
     add("--jobs", type=_number(int, 0), default=0, help="demo jobs submitted at start (default 0)")
     add(

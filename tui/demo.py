@@ -33,7 +33,7 @@ class DemoSettings:
         seed: Seed for every random choice.
     """
 
-    rate: float = 4.0
+    rate: float = 2.0
     jobs: int = 0
     fail_rate: float = 0.1
     hang_rate: float = 0.01

@@ -34,7 +34,7 @@ def test_defaults() -> None:
     assert vars(args) == {
         "workers": 4,
         "queue_size": 100,
-        "rate": 4.0,
+        "rate": 2.0,
         "jobs": 0,
         "fail_rate": 0.1,
         "hang_rate": 0.01,
