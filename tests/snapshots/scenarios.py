@@ -211,6 +211,20 @@ async def forcing(stage: Stage) -> None:
     await stage.advance(2.0)  # cancel grace over: forcing, then stopped
 
 
+async def cancelling(stage: Stage) -> None:
+    """The grace ran out: running jobs were cancelled and one ignores it (it will be abandoned)."""
+    await history(stage)
+    stage.submit("legacy-042", "stubborn")
+    stage.submit("image-100", "progress:0.6", note="resizing")
+    stage.submit("image-101", "hold")
+    await stage.advance(1.0)
+    stage.app.begin_shutdown(grace=1.0, drain=True)
+    await stage.settle()
+    for _ in range(15):
+        await stage.clock.advance(0.1)
+    await stage.settle()
+
+
 async def stopped(stage: Stage) -> None:
     """The pool has stopped: the summary of the report."""
     await busy(stage)
@@ -243,6 +257,10 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "shutdown_dialog": lambda: build(busy, press=("s",)),
     "quit_dialog": lambda: build(busy, press=("q",)),
     "countdown": lambda: build(draining),
+    "cancelling": lambda: build(cancelling),
+    "shutdown_dialog_error": lambda: build(
+        busy, press=("s", "backspace", "backspace", "x", "enter")
+    ),
     "forcing": lambda: build(forcing),
     "stopped": lambda: build(stopped),
     "failed_jobs": lambda: build(failed_jobs, press=("f",)),
