@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,16 +21,50 @@ __all__ = (
 )
 
 
+_T = TypeVar("_T")
+
+
 def _focus_input(field: Input) -> None:
     # No blinking cursor when animation is off (reduced motion, and stable screenshots).
     field.cursor_blink = field.app.animation_level != "none"
     field.focus()
 
 
-class _NumberDialog(ModalScreen[int | None]):
-    """Asks for a whole number in a range; refuses anything else with a message."""
+class _FormDialog(ModalScreen[_T | None], Generic[_T]):
+    """A dialog with a field: Enter or OK checks it, and either dismisses with
+    the value or shows what is wrong in its ``#error`` label; escape cancels."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog-cancel")]
+
+    def _value(self) -> _T | None:
+        """The checked value, or None after showing the problem."""
+        raise NotImplementedError
+
+    def _refuse(self, message: str) -> None:
+        self.query_one("#error", Label).update(message)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._accept()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self._accept()
+        else:
+            self.dismiss(None)
+
+    def _accept(self) -> None:
+        value = self._value()
+        if value is not None:
+            self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class _NumberDialog(_FormDialog[int]):
+    """Asks for a whole number in a range; refuses anything else with a message."""
 
     def __init__(self, *, title: str, prompt: str, default: int, low: int, high: int) -> None:
         super().__init__()
@@ -54,35 +89,15 @@ class _NumberDialog(ModalScreen[int | None]):
 
     def _value(self) -> int | None:
         raw = self.query_one("#number", Input).value.strip()
-        error = self.query_one("#error", Label)
         try:
             value = int(raw)
         except ValueError:
-            error.update(f"enter a whole number from {self._low} to {self._high}, not {raw!r}")
+            self._refuse(f"enter a whole number from {self._low} to {self._high}, not {raw!r}")
             return None
         if not self._low <= value <= self._high:
-            error.update(f"must be from {self._low} to {self._high}, got {value}")
+            self._refuse(f"must be from {self._low} to {self._high}, got {value}")
             return None
         return value
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._accept()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "ok":
-            self._accept()
-        else:
-            self.dismiss(None)
-
-    def _accept(self) -> None:
-        value = self._value()
-        if value is not None:
-            self.dismiss(value)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class AddJobsScreen(_NumberDialog):
@@ -115,10 +130,8 @@ class ShutdownChoice:
     drain: bool
 
 
-class ConfirmShutdownScreen(ModalScreen[ShutdownChoice | None]):
+class ConfirmShutdownScreen(_FormDialog[ShutdownChoice]):
     """Confirm a graceful shutdown; Enter confirms with the grace and drain shown."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog-cancel")]
 
     def __init__(self, *, grace: float, cancel_grace: float, drain: bool = True) -> None:
         super().__init__()
@@ -144,37 +157,17 @@ class ConfirmShutdownScreen(ModalScreen[ShutdownChoice | None]):
     def on_mount(self) -> None:
         _focus_input(self.query_one("#grace", Input))
 
-    def _choice(self) -> ShutdownChoice | None:
+    def _value(self) -> ShutdownChoice | None:
         raw = self.query_one("#grace", Input).value.strip()
-        error = self.query_one("#error", Label)
         try:
             grace = float(raw)
         except ValueError:
-            error.update(f"enter a number of seconds, not {raw!r}")
+            self._refuse(f"enter a number of seconds, not {raw!r}")
             return None
         if not 0 <= grace <= 3600 or grace != grace:
-            error.update(f"grace must be from 0 to 3600 seconds, got {raw}")
+            self._refuse(f"grace must be from 0 to 3600 seconds, got {raw}")
             return None
         return ShutdownChoice(grace=grace, drain=self.query_one("#drain", Checkbox).value)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._accept()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "ok":
-            self._accept()
-        else:
-            self.dismiss(None)
-
-    def _accept(self) -> None:
-        choice = self._choice()
-        if choice is not None:
-            self.dismiss(choice)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class QuitScreen(ModalScreen[str | None]):
