@@ -96,6 +96,8 @@ class PoolControl(Protocol):
 
     async def resubmit(self, job_id: str) -> JobHandle: ...
 
+    async def wait_stopped(self) -> ShutdownReport: ...
+
     def job(self, job_id: str) -> JobHandle | None: ...
 
 
@@ -119,9 +121,7 @@ class WpoolApp(App[int]):
         Binding("question_mark", "help", "Help", id="help", key_display="?"),
     ]
 
-    _CONTROLS = frozenset(
-        {"add_jobs", "grow", "shrink", "resize", "pause", "failed_resubmit", "shutdown"}
-    )
+    _CONTROLS = frozenset({"add_jobs", "grow", "shrink", "resize", "pause", "shutdown"})
     _RUNNING_ONLY = frozenset({"add_jobs", "grow", "shrink", "resize", "pause"})
 
     def __init__(
@@ -159,6 +159,9 @@ class WpoolApp(App[int]):
         self._exit_when_stopped = exit_when_stopped
         self._phase_shown: PoolPhase | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._want_target: int | None = None
+        self._want_paused: bool | None = None
+        self._terms = 0
 
     # --- layout and frames ----------------------------------------------------
 
@@ -207,10 +210,8 @@ class WpoolApp(App[int]):
         if state.phase is not self._phase_shown:
             self._phase_shown = state.phase
             self.refresh_bindings()
-        if state.phase.is_final and self._stop_task is None and self.report is None:
-            # Stopped without our asking (supervision gave up): fetch the report.
-            self._stop_task = self._spawn(self.pool.shutdown())
-            self._stop_task.add_done_callback(self._stopped)
+        if state.phase.is_shutting_down:
+            self._follow_shutdown()
         if self.frozen:
             return
         try:
@@ -270,20 +271,26 @@ class WpoolApp(App[int]):
             return
         self.notify(f"added {added} jobs")
 
+    def _target(self) -> int:
+        # What the last request asked for, not what the last frame showed:
+        # quick presses must add up.
+        return self.state.target_workers if self._want_target is None else self._want_target
+
     def action_grow(self) -> None:
         """Add one worker."""
-        self._resize(self.state.target_workers + 1)
+        if self._target() < self.pool.max_workers:
+            self._resize(self._target() + 1)
 
     def action_shrink(self) -> None:
         """Retire one worker (idle first; a busy one finishes its job)."""
-        if self.state.target_workers > 0:
-            self._resize(self.state.target_workers - 1)
+        if self._target() > 0:
+            self._resize(self._target() - 1)
 
     def action_resize(self) -> None:
         """Ask for the pool's size."""
         self.push_screen(
             ResizeScreen(
-                target=self.state.target_workers,
+                target=self._target(),
                 live=self.state.live_workers,
                 high=self.pool.max_workers,
             ),
@@ -294,21 +301,37 @@ class WpoolApp(App[int]):
         if not 0 <= workers <= self.pool.max_workers:
             self.notify(f"workers must be from 0 to {self.pool.max_workers}", severity="warning")
             return
-        self._spawn(self._do(self.pool.resize(workers)))
+        self._want_target = workers
+        self._spawn(self._do(self.pool.resize(workers), self._resized, workers))
 
-    async def _do(self, call: Awaitable[object]) -> None:
+    def _resized(self, workers: int) -> None:
+        if self._want_target == workers:
+            self._want_target = None
+
+    async def _do(
+        self, call: Awaitable[object], done: Callable[[Any], None] | None = None, arg: Any = None
+    ) -> None:
         try:
             await call
         except PoolError as exc:
             self.notify(str(exc), severity="warning")
+        finally:
+            if done is not None:
+                done(arg)
         self.refresh_now()
 
     def action_pause(self) -> None:
         """Pause or resume taking jobs from the queue."""
-        if self.pool.phase is PoolPhase.PAUSED:
-            self._spawn(self._do(self.pool.resume()))
-        else:
-            self._spawn(self._do(self.pool.pause()))
+        paused = (
+            self.pool.phase is PoolPhase.PAUSED if self._want_paused is None else self._want_paused
+        )
+        self._want_paused = not paused
+        call = self.pool.resume() if paused else self.pool.pause()
+        self._spawn(self._do(call, self._paused, not paused))
+
+    def _paused(self, paused: bool) -> None:
+        if self._want_paused is paused:
+            self._want_paused = None
 
     def action_freeze(self) -> None:
         """Freeze or unfreeze the view; events are still read."""
@@ -320,14 +343,26 @@ class WpoolApp(App[int]):
 
     def action_failed(self) -> None:
         """Show the failed jobs (dead letters)."""
-        self.push_screen(DeadLettersScreen(self.pool.dead_letters(), read_only=self.read_only))
+        self.push_screen(
+            DeadLettersScreen(
+                self.pool.dead_letters(),
+                read_only=self.read_only or self.pool.phase.is_shutting_down,
+            )
+        )
 
     @on(DeadLettersScreen.Resubmit)
     def _resubmit(self, message: DeadLettersScreen.Resubmit) -> None:
         if self.read_only:
             return
-        self._spawn(self._do(self.pool.resubmit(message.job_id)))
-        self.notify(f"resubmitted {message.job_id}")
+        self._spawn(self._resubmit_job(message.job_id))
+
+    async def _resubmit_job(self, job_id: str) -> None:
+        try:
+            await self.pool.resubmit(job_id)
+        except (PoolError, ValueError) as exc:
+            self.notify(f"{job_id} was not resubmitted: {exc}", severity="warning")
+            return
+        self.notify(f"resubmitted {job_id}")
 
     def action_details(self) -> None:
         """Details of the focused worker's job, or of the selected log row's job."""
@@ -384,12 +419,26 @@ class WpoolApp(App[int]):
                 return
         self.notify(f"{job_id} has ended; details are kept for live and failed jobs only")
 
+    def _shutting_down(self) -> bool:
+        return self._stop_task is not None or self.pool.phase.is_shutting_down
+
+    def _follow_shutdown(self) -> None:
+        """Wait for the report of a shutdown that began without us (supervision gave up)."""
+        if self._stop_task is None:
+            self._stop_task = self._spawn(self.pool.wait_stopped())
+            self._stop_task.add_done_callback(self._stopped)
+
+    def escalate(self) -> None:
+        """Skip the running shutdown to its next phase (a second ``s`` or SIGTERM)."""
+        self._follow_shutdown()
+        self._spawn(self.pool.shutdown())
+
     def action_shutdown(self) -> None:
         """Begin a graceful shutdown (after confirmation); during one, escalate."""
-        if self.state.phase.is_final:
+        if self.pool.phase.is_final:
             return
-        if self._stop_task is not None:
-            self._spawn(self.pool.shutdown())  # skips to the next phase
+        if self._shutting_down():
+            self.escalate()
             return
         self.push_screen(
             ConfirmShutdownScreen(grace=self.grace, cancel_grace=self._cancel_grace()),
@@ -400,13 +449,18 @@ class WpoolApp(App[int]):
         return self.pool.cancel_grace if self.cancel_grace is None else self.cancel_grace
 
     def _confirmed(self, choice: ShutdownChoice | None) -> None:
-        if choice is not None:
-            self.begin_shutdown(choice.grace, choice.drain)
+        if choice is None:
+            return
+        if self._shutting_down():
+            # Answered after a shutdown began some other way: that one stands.
+            self.notify("a shutdown is already under way; s skips to its next phase")
+            return
+        self.begin_shutdown(choice.grace, choice.drain)
 
     def begin_shutdown(self, grace: float | None = None, drain: bool = True) -> None:
-        """Start the graceful shutdown now (or, during one, skip to its next phase)."""
-        if self._stop_task is not None:
-            self._spawn(self.pool.shutdown())
+        """Start the graceful shutdown now; if one is under way, follow it (never escalate)."""
+        if self._shutting_down():
+            self._follow_shutdown()
             return
         self._stop_task = self._spawn(
             self.pool.shutdown(
@@ -421,11 +475,14 @@ class WpoolApp(App[int]):
     def on_terminate(self) -> None:
         """SIGTERM: begin the graceful shutdown on screen and exit when it ends; again, escalate."""
         self._exit_when_stopped = True
-        if self._stop_task is None:
+        self._terms += 1
+        if self._terms == 1:
             self.notify(
                 "SIGTERM: shutting down gracefully; a second one escalates", severity="warning"
             )
-        self.begin_shutdown()
+            self.begin_shutdown()
+        else:
+            self.escalate()
 
     def _stopped(self, task: asyncio.Task[ShutdownReport]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -440,7 +497,8 @@ class WpoolApp(App[int]):
         """0 when every job succeeded or was cleanly drained, 1 otherwise."""
         s = self.state
         report = self.report
-        clean = report is None or report.clean
+        # Before any shutdown (a quit that did not wait), clean only if nothing was left.
+        clean = s.queued == 0 and s.running == 0 if report is None else report.clean
         bad = s.failed + s.timed_out + s.cancelled + s.abandoned
         return 0 if clean and bad == 0 else 1
 
@@ -449,16 +507,23 @@ class WpoolApp(App[int]):
         if self.state.phase.is_final and self.report is not None:
             self.exit(self.exit_status())
             return
-        if self._stop_task is not None:
+        if self._shutting_down():
+            self._follow_shutdown()
             self._exit_when_stopped = True
             self.notify("exiting when the shutdown ends; s skips to the next phase")
             return
         if self.read_only:
-            self.exit(self.exit_status())
+            # No controls, but never a silent kill: the pool still shuts down gracefully.
+            self._exit_when_stopped = True
+            self.begin_shutdown()
             return
         self.push_screen(QuitScreen(), self._quit_choice)
 
     def _quit_choice(self, choice: str | None) -> None:
+        if choice is not None and self._shutting_down():
+            self._follow_shutdown()
+            self._exit_when_stopped = choice == "now" or self._exit_when_stopped
+            return
         if choice == "graceful":
             self.action_shutdown()
         elif choice == "now":

@@ -79,7 +79,11 @@ class DemoWorkload:
         behaviour = spec["behaviour"]
         seconds = float(spec["seconds"])
         if behaviour == "slow":
-            seconds = max(seconds, 1e6)  # only its deadline ends it
+            # Runs until its deadline cancels it, and then stops: a timeout.
+            while not self._stop.wait(0.05):
+                if ctx.cancelled:
+                    raise RuntimeError("stopped: cancelled")
+            return "released"
         if behaviour == "hang":
             # Ignores ctx.cancelled on purpose: the pool has to abandon it.
             self._stop.wait()

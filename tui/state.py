@@ -332,8 +332,7 @@ class DashboardState:
             case events.WorkerStopped(worker_id=worker_id, at=at):
                 view = self.worker(worker_id)
                 if self.phase.is_shutting_down:
-                    if view.state is not WorkerState.CRASHED:
-                        view.set_state(WorkerState.STOPPED, at)
+                    view.set_state(WorkerState.STOPPED, at)
                 else:
                     self.workers.pop(worker_id, None)  # retired by a resize
             case events.WorkerCrashed(worker_id=worker_id, at=at):
@@ -341,8 +340,8 @@ class DashboardState:
                 view.clear_job()
                 if event.restart_in is not None:
                     view.set_state(WorkerState.RESTARTING, at)
-                elif not self.phase.is_shutting_down and view.state is not WorkerState.RETIRING:
-                    # Supervision gave up on it; otherwise a WorkerStopped follows.
+                elif view.state is not WorkerState.RETIRING:
+                    # Not restarted: given up on, or (a WorkerStopped follows) stopped.
                     view.set_state(WorkerState.CRASHED, at)
             case events.WorkerRestarted(worker_id=worker_id, at=at):
                 view = self.worker(worker_id)
@@ -450,6 +449,18 @@ class DashboardState:
         for worker_id in list(self.workers):
             if worker_id not in seen:
                 del self.workers[worker_id]
+        if self.shutdown is None and snapshot.phase.is_shutting_down:
+            # The gap swallowed ShutdownStarted: the countdown starts from here.
+            self.shutdown = ShutdownView(
+                started_at=snapshot.at,
+                grace=0.0,
+                cancel_grace=0.0,
+                drain=True,
+                phase=snapshot.phase,
+                phase_length=max(0.0, (snapshot.phase_deadline or snapshot.at) - snapshot.at),
+            )
+        if snapshot.phase.is_final and self.stopped_at is None:
+            self.stopped_at = snapshot.at
         if self.shutdown is not None and snapshot.phase_deadline is not None:
             self.shutdown.phase = snapshot.phase
             self.shutdown.remaining = max(0.0, snapshot.phase_deadline - snapshot.at)

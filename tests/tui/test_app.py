@@ -22,7 +22,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Static
 
 import tui.app
-from pool import Job, JobContext, ManualClock, Pool, PoolPhase, events
+from pool import Job, JobContext, JobState, ManualClock, Pool, PoolPhase, events
 from tests.helpers import Script, release_all, settle
 from tui.app import WpoolApp, create_app
 from tui.screens.dialogs import (
@@ -797,3 +797,60 @@ async def test_after_sigterm_the_app_exits_within_grace_and_cancel_grace(rig: Ri
         assert app.report is not None
         assert app.report.phase_reached is PoolPhase.FORCING
         assert app.return_value == 1
+
+
+class TestShutdownsBegunElsewhere:
+    """The operator's controls follow a shutdown the app did not start."""
+
+    async def test_s_escalates_a_shutdown_supervision_began(self, clock: ManualClock) -> None:
+        rig = Rig(clock, pool_options={"max_restarts": 0})
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            rig.submit(b"stubborn", "stuck")
+            await frame(pilot)
+            rig.submit(b"crash", "boom")
+            await frame(pilot)
+            assert rig.pool.phase is PoolPhase.DRAINING
+            await pilot.press("s")
+            await frame(pilot)
+            assert not isinstance(app.screen, ConfirmShutdownScreen)
+            assert rig.pool.phase is PoolPhase.CANCELLING
+
+    async def test_a_dialog_answered_after_sigterm_does_not_escalate(self, rig: Rig) -> None:
+        app = rig.app(grace=30.0)
+        async with running(app, rig) as pilot:
+            rig.submit(b"hold")
+            await frame(pilot)
+            await pilot.press("s")
+            assert isinstance(app.screen, ConfirmShutdownScreen)
+            app.on_terminate()
+            await frame(pilot)
+            await pilot.press("enter")
+            await frame(pilot)
+            assert rig.pool.phase is PoolPhase.DRAINING
+
+    async def test_quick_presses_add_up(self, rig: Rig) -> None:
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            await frame(pilot)
+            for _ in range(3):
+                app.action_grow()
+            app.action_pause()
+            app.action_pause()
+            await frame(pilot)
+            assert rig.pool.stats().target_workers == 5
+            assert rig.pool.phase is PoolPhase.RUNNING
+
+    async def test_read_only_quit_still_shuts_down_gracefully(self, rig: Rig) -> None:
+        app = rig.app(read_only=True)
+        async with running(app, rig) as pilot:
+            handle = rig.pool.submit_nowait(Job(payload=b"hold"))
+            await frame(pilot)
+            await pilot.press("q")
+            await frame(pilot)
+            assert rig.pool.phase is PoolPhase.DRAINING
+            rig.handler.script.release()
+            await frame(pilot)
+            assert handle.state is JobState.SUCCEEDED
+        assert app.return_value == 0
+        assert app.report is not None

@@ -1342,3 +1342,39 @@ class TestQueueAgeAgainstPool:
         await watch.check()
         assert watch.state.oldest_queued_age() == pool.stats().oldest_queued_age == 3.0
         await stop(pool, clock, handler)
+
+
+class TestCrashAndResyncDuringShutdown:
+    def test_a_worker_given_up_on_during_a_drain_shows_crashed(self) -> None:
+        state = DashboardState()
+        state.apply(events.WorkerStarted(seq=1, at=0.0, worker_id="w1"))
+        state.apply(
+            events.PhaseChanged(
+                seq=2, at=1.0, phase=PoolPhase.DRAINING, previous=PoolPhase.RUNNING, reason=None
+            )
+        )
+        error = ErrorInfo(type="Crash", message="boom")
+        state.apply(
+            events.WorkerCrashed(
+                seq=3, at=2.0, worker_id="w1", job_id=None, error=error, restart_in=None
+            )
+        )
+        assert state.workers["w1"].state is WorkerState.CRASHED
+        assert state.live_workers == 0
+
+    async def test_a_resync_that_missed_the_shutdown_start_still_shows_the_countdown(
+        self, clock: ManualClock
+    ) -> None:
+        script = Script()
+        pool = Pool(script, workers=1, clock=clock)
+        await pool.start()
+        state = DashboardState.from_snapshot(pool.snapshot())
+        pool.submit_nowait(Job(payload=b"hold"))
+        stopping = asyncio.ensure_future(pool.shutdown(grace=5.0))
+        await settle()
+        state.resync(pool.snapshot())  # as after a gap that swallowed ShutdownStarted
+        assert state.shutdown is not None
+        assert state.shutdown.phase is PoolPhase.DRAINING
+        assert state.shutdown.remaining == pytest.approx(5.0)
+        script.release()
+        await stopping
