@@ -539,6 +539,8 @@ class WpoolApp(App[int]):
         self.push_screen(HelpScreen())
 
     async def on_unmount(self) -> None:
+        if self._handle_signals:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
         if self._sub is not None:
             self._sub.close()
         for task in list(self._tasks):
