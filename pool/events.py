@@ -124,7 +124,7 @@ class JobRetryScheduled(Event):
     job will run again after ``delay`` seconds."""
 
     job_id: str
-    worker_id: str | None
+    worker_id: str
     attempt: int
     duration: float
     error: ErrorInfo
@@ -136,7 +136,7 @@ class JobFailed(Event):
     """The job failed for good: its last attempt raised, or its worker crashed under it."""
 
     job_id: str
-    worker_id: str | None
+    worker_id: str
     attempt: int
     duration: float
     error: ErrorInfo

@@ -613,7 +613,7 @@ class Pool:
     def _attempt_failed(
         self,
         handle: JobHandle,
-        worker_id: str | None,
+        worker_id: str,
         exc: BaseException,
         duration: float,
         now: float,
@@ -647,7 +647,7 @@ class Pool:
         )
 
     def _schedule_retry(
-        self, handle: JobHandle, worker_id: str | None, info: ErrorInfo, duration: float, now: float
+        self, handle: JobHandle, worker_id: str, info: ErrorInfo, duration: float, now: float
     ) -> None:
         assert self._retry is not None
         delay = self._retry.delay(handle._attempt + 1, self._rng)

@@ -275,11 +275,8 @@ class DashboardState:
                 self._count_end(at)
                 self._add_log(LogEntry(at, event.job_id, worker_id, "succeeded", event.duration))
             case events.JobRetryScheduled(worker_id=worker_id, at=at):
-                if worker_id is not None:
-                    self._attempt_ended(worker_id, event.job_id, at, event.duration)
-                    self.worker(worker_id).jobs_failed += 1
-                else:
-                    self.running -= 1
+                self._attempt_ended(worker_id, event.job_id, at, event.duration)
+                self.worker(worker_id).jobs_failed += 1
                 self.queued += 1
                 self.retried += 1
                 self._queued_since[event.job_id] = at + event.delay
@@ -289,11 +286,8 @@ class DashboardState:
                     )
                 )
             case events.JobFailed(worker_id=worker_id, at=at):
-                if worker_id is not None:
-                    self._attempt_ended(worker_id, event.job_id, at, event.duration)
-                    self.worker(worker_id).jobs_failed += 1
-                else:
-                    self.running -= 1
+                self._attempt_ended(worker_id, event.job_id, at, event.duration)
+                self.worker(worker_id).jobs_failed += 1
                 self.failed += 1
                 self._count_end(at)
                 self._add_log(
@@ -417,17 +411,8 @@ class DashboardState:
         self.started_at = snapshot.started_at
         self.queue_capacity = stats.queue_capacity
         self.target_workers = stats.target_workers
-        self.submitted = stats.submitted
-        self.rejected = stats.rejected
-        self.queued = stats.queued
-        self.running = stats.running
-        self.succeeded = stats.succeeded
-        self.failed = stats.failed
-        self.timed_out = stats.timed_out
-        self.cancelled = stats.cancelled
-        self.abandoned = stats.abandoned
-        self.retried = stats.retried
-        self.restarts = stats.restarts
+        for name in _COUNTERS:
+            setattr(self, name, getattr(stats, name))
         self._queued_since.clear()
         if stats.oldest_queued_age:
             # The one age the snapshot gives stands for the whole queue until
@@ -478,6 +463,21 @@ class DashboardState:
 def _zeros(n: int) -> deque[int]:
     return deque([0] * n, maxlen=n)
 
+
+_COUNTERS = (
+    "submitted",
+    "rejected",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "abandoned",
+    "retried",
+    "restarts",
+)
+"""The counters the state keeps under the same names as PoolStats."""
 
 _GONE = (WorkerState.STOPPED, WorkerState.CRASHED)
 _RESYNCED = "(resynced)"

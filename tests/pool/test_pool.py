@@ -47,11 +47,6 @@ async def _release_held_jobs() -> AsyncIterator[None]:
     await settle()
 
 
-async def started(pool: Pool, script: Script | None = None, **kwargs: Any) -> Pool:
-    await pool.start()
-    return pool
-
-
 def make(script: Any, clock: ManualClock, **kwargs: Any) -> Pool:
     kwargs.setdefault("workers", 2)
     return Pool(script, clock=clock, **kwargs)
@@ -435,7 +430,7 @@ class TestThreads:
 
         pool = make(handler, clock, name="tp")
         await pool.start()
-        assert await await_handle(pool.submit_nowait(Job(payload=b"ab"))) == b"abab"
+        assert await pool.submit_nowait(Job(payload=b"ab")) == b"abab"
         (thread,) = seen
         assert thread is not threading.main_thread()
         assert thread.daemon
@@ -547,10 +542,6 @@ class TestThreads:
             [sys.executable, "-c", program], capture_output=True, text=True, timeout=20, check=False
         )
         assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "2", "")
-
-
-async def await_handle(handle: JobHandle) -> object:
-    return await handle
 
 
 class TestRetry:

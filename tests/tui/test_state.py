@@ -162,7 +162,7 @@ class Feed:
     def retry(
         self,
         job_id: str,
-        worker_id: str | None,
+        worker_id: str,
         at: float,
         delay: float,
         duration: float = 0.0,
@@ -182,7 +182,7 @@ class Feed:
         )
 
     def failed(
-        self, job_id: str, worker_id: str | None, at: float, duration: float = 0.0, attempt: int = 1
+        self, job_id: str, worker_id: str, at: float, duration: float = 0.0, attempt: int = 1
     ) -> None:
         self.fold(
             events.JobFailed(
@@ -371,16 +371,17 @@ class TestJobCounters:
         assert feed.state.workers["w1"].jobs_failed == 2
         assert balanced(feed.state)
 
-    def test_a_crash_retry_or_failure_without_a_worker_ends_the_running_attempt(self) -> None:
+    def test_a_crash_retry_or_failure_ends_the_attempt_on_its_worker(self) -> None:
         feed = Feed()
         feed.running(0.0, "w1", "w2")
         for job_id, worker_id in (("a", "w1"), ("b", "w2")):
             feed.submitted(job_id, 1.0)
             feed.started(job_id, worker_id, 1.0)
-        feed.retry("a", None, 2.0, delay=0.0)
+        feed.retry("a", "w1", 2.0, delay=0.0)
         assert (feed.state.queued, feed.state.running, feed.state.retried) == (1, 1, 1)
-        feed.failed("b", None, 2.0)
+        feed.failed("b", "w2", 2.0)
         assert (feed.state.running, feed.state.failed) == (0, 1)
+        assert [w.job_id for w in feed.state.ordered_workers()] == [None, None]
         assert balanced(feed.state)
 
     def test_a_timeout_counts_as_timed_out_and_as_a_failure_of_its_worker(self) -> None:
