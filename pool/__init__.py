@@ -9,6 +9,8 @@ time and accounts for every job. Every change is published as a typed event.
 
 from __future__ import annotations
 
+from . import children as children
+from . import commands as commands
 from . import events as events
 from .bus import Subscription as Subscription
 from .clock import Clock as Clock
@@ -67,5 +69,7 @@ __all__ = (
     "Subscription",
     "WorkerInfo",
     "WorkerState",
+    "children",
+    "commands",
     "events",
 )

@@ -30,6 +30,7 @@ __all__ = (
     "JobCancelRequested",
     "JobCancelled",
     "JobFailed",
+    "JobOutputCaptured",
     "JobProgressed",
     "JobRejected",
     "JobRetryScheduled",
@@ -171,6 +172,29 @@ class JobCancelled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobOutputCaptured(Event):
+    """What an attempt's process left: its exit code and the tail of its output.
+
+    Published by runners that run jobs in processes (shell commands, the
+    process runner), before the attempt's outcome; for an abandoned job it
+    may come after it, once the killed process has been reaped.
+
+    Attributes:
+        exit_code: The exit status; negative when a signal ended it
+            (``-9`` for SIGKILL); None when it could not be started.
+        output: The last lines it wrote to stdout and stderr (bounded).
+        path: The file holding all of its output, if it was saved.
+    """
+
+    job_id: str
+    worker_id: str
+    attempt: int
+    exit_code: int | None
+    output: str
+    path: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobAbandoned(Event):
     """A job ignored its cancellation for ``cancel_grace`` and was abandoned."""
 
@@ -307,6 +331,7 @@ PoolEvent = (
     | JobFailed
     | JobCancelRequested
     | JobTimedOut
+    | JobOutputCaptured
     | JobCancelled
     | JobAbandoned
     | WorkerStarted

@@ -9,7 +9,7 @@ import math
 import os
 import threading
 import traceback
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from .errors import JobAbandonedError, JobCancelledError, JobError, JobFailedError, JobTimeoutError
 
 if TYPE_CHECKING:
+    from .events import JobOutputCaptured
     from .pool import Pool
 
-__all__ = ("ErrorInfo", "Job", "JobContext", "JobHandle", "JobState")
+__all__ = ("ErrorInfo", "Job", "JobContext", "JobHandle", "JobState", "check_progress")
 
 _ids = itertools.count(1)
 
@@ -38,6 +39,16 @@ def check_timeout(name: str, value: object, *, allow_zero: bool = False) -> floa
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return float(value)
+
+
+def check_progress(fraction: object, message: object) -> None:
+    """Raise a clear error unless ``fraction`` is 0.0 to 1.0 and ``message`` a str."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise TypeError(f"fraction must be a number, got {fraction!r}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be between 0.0 and 1.0, got {fraction!r}")
+    if not isinstance(message, str):
+        raise TypeError(f"message must be a str, got {type(message).__name__}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,11 +157,12 @@ _POOL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 def _format(exc: BaseException) -> str:
     # The pool's own frames come first and say nothing about the job: start
     # at the first frame outside the package (the handler's).
+    # When no frame is the handler's (the pool's own runners raised it, as a
+    # failed command's exit code), the frames say nothing: only the
+    # exception, with any exception it chains (a child process's traceback).
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_POOL_DIR):
         tb = tb.tb_next
-    if tb is None:
-        tb = exc.__traceback__
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
@@ -207,12 +219,7 @@ class JobContext:
         Raises:
             ValueError: ``fraction`` is outside 0.0 to 1.0.
         """
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
-            raise TypeError(f"fraction must be a number, got {fraction!r}")
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction must be between 0.0 and 1.0, got {fraction!r}")
-        if not isinstance(message, str):
-            raise TypeError(f"message must be a str, got {type(message).__name__}")
+        check_progress(fraction, message)
         pool = self._pool
         if threading.get_ident() == pool._loop_thread:
             pool._job_progress(self._handle, self.attempt, float(fraction), message)
@@ -225,6 +232,27 @@ class JobContext:
             except RuntimeError:
                 # The loop has closed: the pool is gone, and so is anyone to tell.
                 return
+
+    def report_output(
+        self, output: str, *, exit_code: int | None = None, path: str | None = None
+    ) -> None:
+        """Publish what the attempt's process left, as a :class:`~pool.events.JobOutputCaptured`.
+
+        For runners that run jobs in processes. Safe to call from any thread;
+        ignored once a later attempt has begun or the pool has stopped.
+        """
+        if not isinstance(output, str):
+            raise TypeError(f"output must be a str, got {type(output).__name__}")
+        pool = self._pool
+        args = (self._handle, self.attempt, self.worker_id, output, exit_code, path)
+        if threading.get_ident() == pool._loop_thread:
+            pool._job_output(*args)
+        else:
+            assert pool._loop is not None
+            try:
+                pool._loop.call_soon_threadsafe(pool._job_output, *args)
+            except RuntimeError:
+                return  # the loop has closed: nobody is left to tell
 
     def __repr__(self) -> str:
         return (
@@ -248,6 +276,7 @@ class JobHandle:
         "_ended_at",
         "_error",
         "_exc",
+        "_output",
         "_pool",
         "_progress",
         "_queued_at",
@@ -278,6 +307,7 @@ class JobHandle:
         self._result: Any = None
         self._error: ErrorInfo | None = None
         self._exc: BaseException | None = None
+        self._output: JobOutputCaptured | None = None
         self._cancel_reason: str | None = None
         self._ctx: JobContext | None = None
         self._progress: tuple[float, str] | None = None
@@ -308,6 +338,11 @@ class JobHandle:
     def error(self) -> ErrorInfo | None:
         """The last attempt's error, if it failed or its worker crashed."""
         return self._error
+
+    @property
+    def output(self) -> JobOutputCaptured | None:
+        """What the last attempt's process left (exit code, output tail), if it ran in one."""
+        return self._output
 
     @property
     def submitted_at(self) -> float:
@@ -366,6 +401,18 @@ class JobHandle:
         if state is JobState.CANCELLED:
             return JobCancelledError(f"job {job_id!r} was cancelled", job_id=job_id)
         return JobAbandonedError(f"job {job_id!r} was abandoned", job_id=job_id)
+
+    def add_done_callback(self, fn: Callable[[JobHandle], object]) -> None:
+        """Call ``fn(handle)`` on the loop once the job reaches its terminal state.
+
+        If it already has, ``fn`` is called soon. Must be called on the pool's loop.
+        """
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            if self._state not in _LIVE:
+                waiter.set_result(None)
+        waiter.add_done_callback(lambda _: fn(self))
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._wait().__await__()

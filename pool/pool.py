@@ -20,15 +20,23 @@ from .errors import PoolClosed, PoolError, QueueFull
 from .job import ErrorInfo, Job, JobContext, JobHandle, JobState, check_timeout
 from .phase import PoolPhase
 from .retry import RetryPolicy
-from .runners import CoroutineRunner, Runner, ThreadRunner, WorkerDied
+from .runners import CoroutineRunner, Runner, RunnerFactory, ThreadRunner, WorkerDied
 from .shutdown import ShutdownReport
 from .stats import LatencyWindow, PoolStats, Throughput
 from .worker import Worker, WorkerInfo, WorkerState
 
 __all__ = ("DeadLetter", "Handler", "Pool", "PoolSnapshot")
 
-Handler = Callable[[Job, JobContext], Awaitable[object]] | Callable[[Job, JobContext], object]
-"""``async def handler(job, ctx)``, or a plain ``def`` that the pool runs in a thread."""
+Handler = (
+    Callable[[Job, JobContext], Awaitable[object]]
+    | Callable[[Job, JobContext], object]
+    | RunnerFactory
+)
+"""``async def handler(job, ctx)``, a plain ``def`` that the pool runs in a thread
+or a child process, or an object that makes its own runners (shell commands)."""
+
+RunnerKind = Literal["async", "thread", "process"]
+"""How the pool runs a handler function."""
 
 DEFAULT_GRACE: Final = 10.0
 """The grace period of ``shutdown()``, ``async with`` and an escalated shutdown."""
@@ -127,7 +135,7 @@ class Pool:
         restart_window: float = 5.0,
         restart_backoff: float = 0.1,
         max_dead_letters: int = 1000,
-        runner: Literal["async", "thread"] | None = None,
+        runner: RunnerKind | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
         name: str = "pool",
@@ -148,8 +156,11 @@ class Pool:
             restart_backoff: The wait before the first restart in the window;
                 it doubles with each further one, up to 5 seconds.
             max_dead_letters: How many failed jobs are kept (the oldest go first).
-            runner: ``"async"`` or ``"thread"``; by default, ``async def``
-                handlers run on the loop and plain ones in threads.
+            runner: ``"async"``, ``"thread"`` or ``"process"``; by default,
+                ``async def`` handlers run on the loop and plain ones in
+                threads. With ``"process"`` each worker owns a child process
+                that runs a plain handler (importable by name), so a job can
+                really be killed. Not given for a :class:`RunnerFactory`.
             clock: Where time comes from (a :class:`~pool.clock.ManualClock` in tests).
             seed: Seed for the retry jitter, for reproducible runs.
             name: Shown in ``repr`` and in thread names.
@@ -157,8 +168,8 @@ class Pool:
         Raises:
             TypeError, ValueError: An argument is of the wrong type or out of range.
         """
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, got {handler!r}")
+        if not (callable(handler) or isinstance(handler, RunnerFactory)):
+            raise TypeError(f"handler must be callable or have make_runner(), got {handler!r}")
         self._max_workers = _check_int("max_workers", max_workers, 1)
         self._target = _check_int("workers", workers, 0, self._max_workers)
         self._queue_size = _check_int("queue_size", queue_size, 1)
@@ -176,11 +187,7 @@ class Pool:
         backoff = check_timeout("restart_backoff", restart_backoff, allow_zero=True)
         self._restart_backoff: float = 0.0 if backoff is None else backoff
         _check_int("max_dead_letters", max_dead_letters, 0)
-        if runner is None:
-            runner = "async" if _is_async(handler) else "thread"
-        elif runner not in ("async", "thread"):
-            raise ValueError(f"runner must be 'async' or 'thread', got {runner!r}")
-        self._runner_kind = runner
+        self._runner_kind = _runner_kind(handler, runner)
         self._handler = handler
         if clock is None:
             clock = MonotonicClock()
@@ -709,6 +716,34 @@ class Pool:
                 _make_progressed(bus.seq, self._now(), handle.job.id, worker_id, fraction, message)
             )
 
+    def _job_output(
+        self,
+        handle: JobHandle,
+        attempt: int,
+        worker_id: str,
+        output: str,
+        exit_code: int | None,
+        path: str | None,
+    ) -> None:
+        if handle._attempt != attempt or self._phase.is_final:
+            return  # a later attempt has begun, or PoolStopped has been told
+        bus = self._bus
+        if bus._subs:  # the sequence counts published events only
+            bus.seq += 1
+        event = ev.JobOutputCaptured(
+            seq=bus.seq,
+            at=self._now(),
+            job_id=handle.job.id,
+            worker_id=worker_id,
+            attempt=attempt,
+            exit_code=exit_code,
+            output=output,
+            path=path,
+        )
+        handle._output = event
+        if bus._subs:
+            bus.publish(event)
+
     # --- cancelling ---------------------------------------------------------
 
     def _cancel_job(self, handle: JobHandle, reason: str) -> bool:
@@ -760,6 +795,8 @@ class Pool:
             else:
                 worker.cancels += 1
                 worker.task.cancel()
+        else:
+            worker.runner.cancel()
         self._emit(ev.JobCancelRequested, job_id=handle.job.id, worker_id=worker.id, reason=reason)
         if reason != "shutdown":  # the shutdown abandons on its own schedule
             worker.abandon_timer = self._clock.call_later(
@@ -798,9 +835,19 @@ class Pool:
     # --- workers and supervision -------------------------------------------
 
     def _make_runner(self, worker_id: str) -> Runner:
-        if self._runner_kind == "async":
-            return CoroutineRunner(self._handler)  # type: ignore[arg-type]
-        return ThreadRunner(self._handler, f"{self._name}-{worker_id}")
+        name = f"{self._name}-{worker_id}"
+        handler: Any = self._handler
+        kind = self._runner_kind
+        if kind == "async":
+            return CoroutineRunner(handler)
+        if kind == "thread":
+            return ThreadRunner(handler, name)
+        if kind == "process":
+            from .process import ProcessRunner  # multiprocessing loads only when used
+
+            return ProcessRunner(handler, name)
+        runner: Runner = handler.make_runner(name)
+        return runner
 
     def _spawn(self, worker_id: str | None = None, previous: Worker | None = None) -> Worker:
         """Start a worker, in a new slot or in place of ``previous``."""
@@ -1347,6 +1394,27 @@ class Pool:
             f"workers={len(self._workers)}/{self._target} "
             f"queued={self._queued} running={self._running}>"
         )
+
+
+def _runner_kind(handler: object, runner: str | None) -> str:
+    """How ``handler`` runs; ``"factory"`` when it makes its own runners."""
+    if isinstance(handler, RunnerFactory):
+        if runner is not None:
+            raise ValueError(
+                f"runner must be None for a handler with make_runner(), got {runner!r}"
+            )
+        return "factory"
+    if runner is None:
+        return "async" if _is_async(handler) else "thread"
+    if runner not in ("async", "thread", "process"):
+        raise ValueError(f"runner must be 'async', 'thread' or 'process', got {runner!r}")
+    if runner == "process":
+        if _is_async(handler):
+            raise ValueError("runner 'process' needs a plain def handler, got an async one")
+        from .process import check_picklable
+
+        check_picklable(handler)
+    return runner
 
 
 def _is_async(handler: object) -> bool:

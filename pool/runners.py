@@ -1,6 +1,8 @@
 """How a handler runs: as a coroutine on the loop, or in a thread the pool owns.
 
-Later kinds (a child process, a shell command) fit the same small protocol.
+Other kinds (a child process per worker, a shell command per job) implement
+the same small :class:`Runner` protocol, and a handler object that makes its
+own runners (a :class:`RunnerFactory`) can stand in for a handler function.
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ import asyncio
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .job import Job, JobContext
 
-__all__ = ("CoroutineRunner", "Runner", "ThreadRunner", "WorkerDied")
+__all__ = ("CoroutineRunner", "Runner", "RunnerFactory", "ThreadRunner", "WorkerDied")
 
 AsyncHandler = Callable[[Job, JobContext], Awaitable[object]]
 SyncHandler = Callable[[Job, JobContext], object]
@@ -39,11 +41,33 @@ class Runner(Protocol):
     async def run(self, job: Job, ctx: JobContext) -> object:
         """Run one job and return its result, or raise its error."""
 
+    def cancel(self) -> None:
+        """The job in progress was cancelled (``ctx.cancelled`` is already true).
+
+        Called only when ``cancels_task`` is false: a runner whose work lives
+        outside the loop passes the request on (a process gets SIGTERM).
+        """
+
     def abandon(self) -> None:
-        """Give up on the job in progress: :meth:`run` stops waiting for it."""
+        """Give up on the job in progress: :meth:`run` stops waiting for it.
+
+        A runner that can (a process's) kills what still runs the job.
+        """
 
     def stop(self) -> None:
         """Release what :meth:`start` took; never blocks."""
+
+
+@runtime_checkable
+class RunnerFactory(Protocol):
+    """A handler object that makes one :class:`Runner` per worker itself.
+
+    Passed to :class:`~pool.Pool` in place of a handler function, as
+    :class:`~pool.commands.ShellCommands` is.
+    """
+
+    def make_runner(self, name: str) -> Runner:
+        """A new runner for the worker called ``name`` (the pool starts it)."""
 
 
 class CoroutineRunner:
@@ -61,6 +85,9 @@ class CoroutineRunner:
     async def run(self, job: Job, ctx: JobContext) -> object:
         """Await the handler."""
         return await self.fn(job, ctx)
+
+    def cancel(self) -> None:
+        """Never called: the pool cancels the worker's task."""
 
     def abandon(self) -> None:
         """Nothing to do: the worker's task is left to the handler that holds it."""
@@ -112,6 +139,9 @@ class ThreadRunner:
             return await fut
         finally:
             self._pending = None
+
+    def cancel(self) -> None:
+        """Nothing to do: the handler sees ``ctx.cancelled`` and should return."""
 
     def abandon(self) -> None:
         """Stop waiting for the thread; it exits once its handler returns."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -116,3 +118,20 @@ async def settle(turns: int = 20) -> None:
     """Give the loop a few turns so that ready callbacks run (no time passes)."""
     for _ in range(turns):
         await asyncio.sleep(0)
+
+
+def outlives(pid: int, within: float = 5.0) -> bool:
+    """Whether process ``pid`` still lives after ``within`` seconds.
+
+    A process that was just sent SIGKILL takes a moment to go; a pidfd turns
+    readable when its process exits, so this waits on that event, not a timer.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        readable, _, _ = select.select([fd], [], [], within)
+        return not readable
+    finally:
+        os.close(fd)

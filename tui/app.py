@@ -27,6 +27,7 @@ from pool import (
     DeadLetter,
     Job,
     JobHandle,
+    JobState,
     MonotonicClock,
     PoolClosed,
     PoolError,
@@ -138,6 +139,8 @@ class WpoolApp(App[int]):
         exit_when_stopped: bool = False,
         handle_signals: bool = False,
         animate: bool = True,
+        total_jobs: int | None = None,
+        find_job: Callable[[str], JobHandle | None] | None = None,
     ) -> None:
         super().__init__()
         if not animate:
@@ -151,7 +154,9 @@ class WpoolApp(App[int]):
         self.cancel_grace = cancel_grace
         self._on_started = on_started
         self._theme_name = theme
-        self.state = DashboardState()
+        self.state = DashboardState(total=total_jobs)
+        self._total_jobs = total_jobs
+        self._find_job = find_job
         self.frozen = False
         self.report: ShutdownReport | None = None
         self._sub: Subscription | None = None
@@ -179,6 +184,7 @@ class WpoolApp(App[int]):
         self.sub_title = "read-only" if self.read_only else ""
         self._sub = self.pool.events(maxsize=EVENT_BUFFER)
         self.state = DashboardState.from_snapshot(self.pool.snapshot())
+        self.state.total = self._total_jobs
         if self.pool.phase is PoolPhase.CREATED:
             await self.pool.start()
         self.refresh_now()
@@ -347,6 +353,7 @@ class WpoolApp(App[int]):
             DeadLettersScreen(
                 self.pool.dead_letters(),
                 read_only=self.read_only or self.pool.phase.is_shutting_down,
+                outputs=self.state.outputs,
             )
         )
 
@@ -389,8 +396,11 @@ class WpoolApp(App[int]):
 
     def _show_job(self, job_id: str) -> None:
         handle = self.pool.job(job_id)
+        if handle is None and self._find_job is not None:
+            handle = self._find_job(job_id)
         if handle is not None:
             started = handle.started_at
+            running = handle.state is JobState.RUNNING and started is not None
             self.push_screen(
                 JobDetailScreen(
                     JobDetail(
@@ -399,7 +409,8 @@ class WpoolApp(App[int]):
                         attempts=handle.attempts,
                         worker_id=handle.worker_id,
                         error=handle.error,
-                        running_for=None if started is None else self.clock.now() - started,
+                        running_for=self.clock.now() - started if running and started else None,
+                        output=handle.output or self.state.outputs.get(job_id),
                     )
                 )
             )
@@ -413,6 +424,7 @@ class WpoolApp(App[int]):
                             state=letter.state.value,
                             attempts=letter.attempts,
                             error=letter.error,
+                            output=self.state.outputs.get(job_id),
                         )
                     )
                 )
@@ -576,11 +588,15 @@ def create_app(
     exit_when_stopped: bool = False,
     handle_signals: bool = False,
     animate: bool = True,
+    total_jobs: int | None = None,
+    find_job: Callable[[str], JobHandle | None] | None = None,
 ) -> WpoolApp:
     """The dashboard for ``pool`` (started on mount if it is not yet).
 
     Tests pass a pool on a :class:`pool.ManualClock` and the same clock here,
-    so that what is drawn does not depend on real time.
+    so that what is drawn does not depend on real time. ``total_jobs``
+    (a batch of known size) adds overall progress and an ETA; ``find_job``
+    finds the handle of any job of the batch, ended ones included.
     """
     return WpoolApp(
         pool,
@@ -594,4 +610,6 @@ def create_app(
         exit_when_stopped=exit_when_stopped,
         handle_signals=handle_signals,
         animate=animate,
+        total_jobs=total_jobs,
+        find_job=find_job,
     )

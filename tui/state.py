@@ -113,6 +113,10 @@ class DashboardState:
     restarts: int = 0
     missed: int = 0
     """Events this dashboard missed (it resynced after each gap)."""
+    total: int | None = None
+    """How many jobs the run has, when it is a batch of known size."""
+    outputs: OrderedDict[str, events.JobOutputCaptured] = field(default_factory=OrderedDict)
+    """The last ``LOG_LIMIT`` jobs' process output (exit code, tail), by job id."""
     log: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=LOG_LIMIT))
     log_total: int = 0
     """Entries ever added to the log (the log itself keeps the last ``LOG_LIMIT``)."""
@@ -152,6 +156,25 @@ class DashboardState:
     def finished(self) -> int:
         """Jobs in a terminal state."""
         return self.succeeded + self.failed + self.timed_out + self.cancelled + self.abandoned
+
+    def progress(self) -> float | None:
+        """The fraction of a known-size batch that has ended, or None."""
+        if not self.total:
+            return None
+        return min(1.0, self.finished / self.total)
+
+    def eta(self) -> float | None:
+        """Seconds until a known-size batch ends at the recent rate; None if unknown."""
+        if not self.total:
+            return None
+        left = self.total - self.finished
+        if left <= 0:
+            return 0.0
+        rate = self.throughput()
+        if rate * 5 < 5 and self.uptime > 0:
+            # Too few recent ends to go by (long jobs): the whole run's average.
+            rate = self.finished / self.uptime
+        return left / rate if rate > 0 else None
 
     @property
     def uptime(self) -> float:
@@ -295,6 +318,12 @@ class DashboardState:
                         at, event.job_id, worker_id, "failed", event.duration, event.error.short()
                     )
                 )
+            case events.JobOutputCaptured(job_id=job_id):
+                outputs = self.outputs
+                outputs.pop(job_id, None)
+                outputs[job_id] = event
+                if len(outputs) > LOG_LIMIT:
+                    outputs.popitem(last=False)
             case events.JobCancelRequested(worker_id=worker_id):
                 view = self.worker(worker_id)
                 if view.job_id == event.job_id:

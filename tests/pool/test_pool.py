@@ -127,9 +127,9 @@ class TestLifecycle:
             ({"cancel_grace": -0.5}, ValueError, r"^cancel_grace must be >= 0, got -0.5$"),
             ({"retry": 3}, TypeError, r"^retry must be a RetryPolicy or None, got 3$"),
             (
-                {"runner": "process"},
+                {"runner": "fork"},
                 ValueError,
-                r"^runner must be 'async' or 'thread', got 'process'$",
+                r"^runner must be 'async', 'thread' or 'process', got 'fork'$",
             ),
             ({"max_restarts": -1}, ValueError, r"^max_restarts must be >= 0, got -1$"),
         ],
@@ -141,7 +141,9 @@ class TestLifecycle:
             Pool(Script(), clock=clock, **kwargs)
 
     def test_handler_must_be_callable(self) -> None:
-        with pytest.raises(TypeError, match=r"^handler must be callable, got None$"):
+        with pytest.raises(
+            TypeError, match=r"^handler must be callable or have make_runner\(\), got None$"
+        ):
             Pool(None)  # type: ignore[arg-type]
 
 

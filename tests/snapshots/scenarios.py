@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from textual.pilot import Pilot
 
-from pool import Job, JobContext, ManualClock, Pool, RetryPolicy
+from pool import Handler, Job, JobContext, ManualClock, Pool, RetryPolicy
+from pool.commands import ShellCommands
 from tui.app import WpoolApp, create_app
 
 START = 1000.0
@@ -109,12 +110,18 @@ def build(
     size: tuple[int, int] = (120, 36),
     read_only: bool = False,
     retry: RetryPolicy | None = None,
+    handler: Handler | None = None,
+    total_jobs: int | None = None,
 ) -> Scenario:
-    """A scenario: a fresh pool, clock and app, and the ``steps`` that set it up."""
+    """A scenario: a fresh pool, clock and app, and the ``steps`` that set it up.
+
+    ``handler`` replaces the scene's (shell commands); ``total_jobs`` makes
+    it a batch of known size.
+    """
     scene = Scene()
     clock = ManualClock(START)
     pool = Pool(
-        scene.handler,
+        scene.handler if handler is None else handler,
         workers=workers,
         queue_size=20,
         max_workers=16,
@@ -137,6 +144,7 @@ def build(
         make_job=make_job,
         grace=10.0,
         animate=False,
+        total_jobs=total_jobs,
     )
     stage = Stage(app, pool, clock, scene)
 
@@ -243,6 +251,32 @@ async def failed_jobs(stage: Stage) -> None:
     await stage.advance(0.5)
 
 
+async def batch(stage: Stage) -> None:
+    """A batch of 40 jobs a third of the way through: progress and an ETA."""
+    for second in range(6):
+        for n in range(2):
+            stage.submit(f"row-{second * 2 + n + 1:03d}", "fail:9" if second == 3 and n else "hold")
+        await stage.advance(0.5)
+        await stage.release()
+        await stage.advance(0.5)
+    for i, fraction in enumerate([0.2, 0.7, 0.4]):
+        stage.submit(f"row-{13 + i:03d}", f"progress:{fraction}", note="importing")
+    await stage.advance(0.4)
+
+
+async def command_failed(stage: Stage) -> None:
+    """A shell command failed: its exit code and the tail of its output are kept."""
+    script = 'for i in $(seq 1 30); do echo "compiling module $i"; done; '
+    script += "echo 'error: undefined symbol: render_frame' >&2; exit 2"
+    stage.pool.submit_nowait(Job(id="build-7", payload=script.encode()))
+    handle = await stage.pool.submit(Job(id="build-8", payload=b"echo ok"))
+    await handle  # a real process: wait for it on its handle, not the clock
+    failed = stage.pool.job("build-7")
+    if failed is not None:
+        await asyncio.gather(failed, return_exceptions=True)
+    await stage.advance(0.5)
+
+
 async def idle(stage: Stage) -> None:
     await stage.advance(2.0)
 
@@ -268,5 +302,9 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "help": lambda: build(busy, press=("question_mark",)),
     "small_terminal": lambda: build(busy, size=(80, 24)),
     "read_only": lambda: build(busy, read_only=True),
+    "batch_progress": lambda: build(batch, total_jobs=40),
+    "command_detail": lambda: build(
+        command_failed, handler=ShellCommands(tail_lines=8), press=("f", "enter")
+    ),
 }
 """Every pictured state, by name."""

@@ -25,6 +25,7 @@ FLAGS = (
     "--cancel-grace",
     "--seed",
     "--read-only",
+    "--headless",
     "--theme",
 )
 
@@ -43,6 +44,7 @@ def test_defaults() -> None:
         "cancel_grace": 2.0,
         "seed": 1,
         "read_only": False,
+        "headless": False,
         "theme": "textual-dark",
     }
 
@@ -61,6 +63,7 @@ def test_every_flag_is_parsed() -> None:
             "--cancel-grace=3600",
             "--seed=42",
             "--read-only",
+            "--headless",
             "--theme=nord",
         ]
     )
@@ -76,6 +79,7 @@ def test_every_flag_is_parsed() -> None:
         "cancel_grace": 3600.0,
         "seed": 42,
         "read_only": True,
+        "headless": True,
         "theme": "nord",
     }
     assert isinstance(args.workers, int)

@@ -711,6 +711,77 @@ class TestThroughput:
         assert feed.state.now == 10.0 + SPARK_SECONDS + 5
 
 
+class TestBatchProgress:
+    def test_no_total_no_progress(self) -> None:
+        state = DashboardState()
+        assert (state.progress(), state.eta()) == (None, None)
+
+    def test_progress_counts_every_terminal_outcome(self) -> None:
+        feed = Feed(DashboardState(total=4))
+        feed.running(0.0, "w1")
+        assert (feed.state.progress(), feed.state.eta()) == (0.0, None)
+        feed.run_ok("a", "w1", 1.0)
+        feed.submitted("b", 1.0)
+        feed.cancelled("b", None, 1.5)
+        assert feed.state.progress() == 0.5
+
+    def test_eta_goes_by_the_recent_rate(self) -> None:
+        feed = Feed(DashboardState(total=40))
+        feed.running(99.0, "w1")
+        for second in range(100, 105):
+            for n in range(2):
+                feed.run_ok(f"j{second}-{n}", "w1", second + 0.1 * n)
+        feed.state.tick(105.0)
+        assert feed.state.throughput() == 2.0
+        assert feed.state.eta() == 15.0  # 30 left at 2 a second
+
+    def test_eta_of_long_jobs_goes_by_the_whole_run(self) -> None:
+        feed = Feed(DashboardState(total=10))
+        feed.running(0.0, "w1")
+        feed.run_ok("a", "w1", 30.0)
+        feed.run_ok("b", "w1", 60.0)
+        feed.state.tick(100.0)  # nothing ended in the last five seconds
+        assert feed.state.eta() == 8 / (2 / 100.0)
+
+    def test_a_finished_batch_has_nothing_left(self) -> None:
+        feed = Feed(DashboardState(total=1))
+        feed.running(0.0, "w1")
+        feed.run_ok("a", "w1", 1.0)
+        assert (feed.state.progress(), feed.state.eta()) == (1.0, 0.0)
+
+
+class TestOutputs:
+    def output(self, feed: Feed, job_id: str, exit_code: int | None) -> events.JobOutputCaptured:
+        event = events.JobOutputCaptured(
+            seq=feed.next_seq(),
+            at=1.0,
+            job_id=job_id,
+            worker_id="w1",
+            attempt=1,
+            exit_code=exit_code,
+            output=f"{job_id} said",
+            path=None,
+        )
+        feed.fold(event)
+        return event
+
+    def test_the_last_output_of_each_job_is_kept(self) -> None:
+        feed = Feed()
+        feed.running(0.0, "w1")
+        self.output(feed, "a", 1)
+        latest = self.output(feed, "a", 0)
+        assert feed.state.outputs == {"a": latest}
+        assert counts(feed.state) == counts(DashboardState())  # no counter moves
+
+    def test_outputs_are_bounded_oldest_first(self) -> None:
+        feed = Feed()
+        feed.running(0.0, "w1")
+        for n in range(LOG_LIMIT + 2):
+            self.output(feed, f"j{n}", 0)
+        assert len(feed.state.outputs) == LOG_LIMIT
+        assert next(iter(feed.state.outputs)) == "j2"
+
+
 class TestUptime:
     def test_uptime_runs_from_the_start_and_stops_with_the_pool(self) -> None:
         feed = Feed()

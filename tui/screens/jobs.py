@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -14,6 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
 from pool import DeadLetter, ErrorInfo, Job
+from pool.commands import exit_description
+from pool.events import JobOutputCaptured
 
 from ..widgets.format import duration
 
@@ -30,6 +33,8 @@ class JobDetail:
     worker_id: str | None = None
     running_for: float | None = None
     error: ErrorInfo | None = None
+    output: JobOutputCaptured | None = None
+    """What its process left, for commands and process jobs."""
 
 
 def _payload(job: Job, limit: int = 2000) -> str:
@@ -57,10 +62,23 @@ def render_detail(detail: JobDetail) -> Text:
         text.append(f"meta       {key} = {value}\n")
     text.append("payload    ", style="")
     text.append(_payload(job) + "\n", style="cyan")
+    output = detail.output
+    if output is not None:
+        text.append("exit       ")
+        if output.exit_code is None:
+            text.append("-\n")
+        else:
+            style = "green" if output.exit_code == 0 else "bold red"
+            text.append(f"{exit_description(output.exit_code)}", style=style)
+            text.append(f" (attempt {output.attempt})\n")
+        if output.path:
+            text.append(f"output in  {output.path}\n")
+        text.append("\noutput (last lines)\n", style="bold")
+        text.append((output.output or "(none)") + "\n", style="" if output.output else "dim")
     if detail.error is not None:
         text.append("\nerror      ", style="bold red")
         text.append(detail.error.short() + "\n", style="red")
-        if detail.error.traceback:
+        if "Traceback (most recent call last)" in detail.error.traceback:
             # Paths under the current directory read better, and shorter, relative.
             here = os.getcwd() + os.sep
             trace = detail.error.traceback.replace(here, "").rstrip()
@@ -104,10 +122,17 @@ class DeadLettersScreen(ModalScreen[None]):
             super().__init__()
             self.job_id = job_id
 
-    def __init__(self, letters: tuple[DeadLetter, ...], *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        letters: tuple[DeadLetter, ...],
+        *,
+        read_only: bool = False,
+        outputs: Mapping[str, JobOutputCaptured] | None = None,
+    ) -> None:
         super().__init__()
         self._letters = list(letters)
         self._read_only = read_only
+        self._outputs: Mapping[str, JobOutputCaptured] = outputs or {}
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dead-letters"):
@@ -157,6 +182,7 @@ class DeadLettersScreen(ModalScreen[None]):
                         state=letter.state.value,
                         attempts=letter.attempts,
                         error=letter.error,
+                        output=self._outputs.get(letter.job.id),
                     )
                 )
             )

@@ -77,4 +77,24 @@ def render_summary(state: DashboardState, *, frozen: bool = False) -> Text:
     )
     if state.missed:
         text.append(f"   (view resynced, {state.missed} events skipped)", style="dim")
+    progress = state.progress()
+    if progress is not None:
+        text.append("\n")
+        text.append_text(render_progress(state, progress))
+    return text
+
+
+def render_progress(state: DashboardState, progress: float, width: int = 30) -> Text:
+    """``done 37/100 37% [bar] ETA 1m12s`` for a batch of known size."""
+    text = Text("done ")
+    text.append(f"{state.finished}/{state.total}", style="bold")
+    text.append(f" {progress:.0%} ")
+    filled = round(progress * width)
+    text.append("█" * filled, style="green")
+    text.append("░" * (width - filled), style="dim")
+    eta = state.eta()
+    if state.stopped_at is not None or eta == 0.0:
+        text.append("  all ended" if progress >= 1.0 else "  stopped", style="bold")
+    else:
+        text.append(f"  ETA {'-' if eta is None else duration(eta)}")
     return text

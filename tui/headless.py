@@ -1,0 +1,104 @@
+"""Running a pool with no UI: events as JSON lines, signals for the shutdown.
+
+Every event goes to standard output as one line of its own JSON (the same
+as :func:`pool.events.to_json`). The first SIGINT or SIGTERM begins the
+graceful shutdown, whose countdown is written to standard error about once
+a second; a second one escalates it (cancel now, then abandon). SIGHUP (the
+terminal closed) counts as one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import IO, Any, Final
+
+from pool import Pool, ShutdownReport, Subscription
+from pool import events as ev
+
+__all__ = ("run_headless",)
+
+_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+async def run_headless(
+    pool: Pool,
+    work: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    out: IO[str],
+    err: IO[str],
+    grace: float,
+    cancel_grace: float,
+) -> ShutdownReport:
+    """Start ``pool``, run ``work`` beside it and print its events until it stops.
+
+    ``work`` feeds the pool and may shut it down itself (a batch does, once
+    its jobs have ended); otherwise only a signal ends the run.
+    """
+    events = pool.events(maxsize=100_000)
+    loop = asyncio.get_running_loop()
+    signals = 0
+    shutdown: asyncio.Task[ShutdownReport] | None = None
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals, shutdown
+        signals += 1
+        name = signal.Signals(signum).name
+        if signals == 1:
+            err.write(
+                f"wpool-tui: {name}: shutting down gracefully (grace {grace:g}s, "
+                f"cancel grace {cancel_grace:g}s); send it again to cancel now\n"
+            )
+        else:
+            err.write(f"wpool-tui: {name} again: escalating the shutdown\n")
+        err.flush()
+        # A second call while the first runs skips to the next phase.
+        shutdown = loop.create_task(pool.shutdown(grace=grace, cancel_grace=cancel_grace))
+
+    for signum in _SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    feeder: asyncio.Task[None] | None = None
+    try:
+        await pool.start()
+        feeder = loop.create_task(work())
+        await _print_events(events, out, err)
+        report = await pool.wait_stopped()
+        await feeder
+        if shutdown is not None:
+            await shutdown
+        return report
+    finally:
+        for signum in _SIGNALS:
+            loop.remove_signal_handler(signum)
+        if feeder is not None and not feeder.done():
+            feeder.cancel()
+            await asyncio.wait({feeder})
+        events.close()
+
+
+async def _print_events(events: Subscription, out: IO[str] | None, err: IO[str]) -> None:
+    last_second: int | None = None
+    while True:
+        more = await events.wait()
+        batch = events.drain()
+        if out is not None:
+            try:
+                out.writelines(f"{ev.to_json(event)}\n" for event in batch)
+                out.flush()
+            except BrokenPipeError:
+                # The reader went away (``| head``): the run goes on, unprinted.
+                err.write("wpool-tui: standard output was closed; events are no longer printed\n")
+                out = None
+        for event in batch:
+            if isinstance(event, ev.ShutdownTick):
+                second = int(event.remaining)
+                if second != last_second:
+                    last_second = second
+                    err.write(
+                        f"wpool-tui: {event.phase.value}: {event.remaining:.1f}s left, "
+                        f"{event.running} running, {event.queued} queued\n"
+                    )
+                    err.flush()
+        if not more:
+            return
