@@ -232,6 +232,9 @@ class CommandRunner:
     def start(self) -> None:
         """Nothing to start: each job starts its own shell."""
 
+    async def wait_ready(self) -> None:
+        """Ready at once."""
+
     async def run(self, job: Job, ctx: JobContext) -> object:
         """Run the job's command; its result, or :class:`CommandFailed`."""
         try:

@@ -203,6 +203,7 @@ class ProcessRunner:
         "_pending",
         "_proc",
         "_rbuf",
+        "_ready",
         "_returncode",
         "_seq",
         "_sock",
@@ -241,6 +242,7 @@ class ProcessRunner:
         self._stopping = False
         self._kill_timer: asyncio.TimerHandle | None = None
         self._exited: asyncio.Future[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -258,6 +260,7 @@ class ProcessRunner:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._exited = loop.create_future()
+        self._ready = loop.create_future()
         try:
             ours, theirs = socket.socketpair()
         except OSError as exc:
@@ -293,6 +296,17 @@ class ProcessRunner:
         threading.Thread(
             target=self._reap, args=(proc, loop), name=f"{self._name}-reaper", daemon=True
         ).start()
+
+    async def wait_ready(self) -> None:
+        """Wait until the child has loaded the handler, or has died trying.
+
+        The worker counts as ready only then, so a pool's ``start()`` returns
+        with every child able to take a job at once, and a job's deadline
+        never pays for an interpreter's start-up.
+        """
+        ready, exited = self._ready, self._exited
+        if ready is not None and exited is not None:
+            await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
 
     def _not_started(self, exc: OSError) -> None:
         self._dead = f"process {self._name} could not start: {exc}"
@@ -455,6 +469,10 @@ class ProcessRunner:
 
     def _on_message(self, msg: _Message) -> None:
         kind = msg[0]
+        if kind == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+            return
         if kind == "fatal":
             self._fatal = _rebuild(msg[1])
             return
@@ -729,6 +747,7 @@ def _child_main(fd: int) -> None:
     except Exception as exc:
         channel.send(("fatal", _describe(exc)))
         sys.exit(1)
+    channel.send(("ready",))
     while True:
         _run_job(fn, channel, inbox.get())
 

@@ -36,7 +36,10 @@ class Runner(Protocol):
     """Whether cancelling a job means cancelling the worker's task (else only ``ctx``)."""
 
     def start(self) -> None:
-        """Get ready to run jobs (start a thread, a process...)."""
+        """Get ready to run jobs (start a thread, a process...); never blocks."""
+
+    async def wait_ready(self) -> None:
+        """Return once :meth:`start`'s work is done and a job can begin at once."""
 
     async def run(self, job: Job, ctx: JobContext) -> object:
         """Run one job and return its result, or raise its error."""
@@ -81,6 +84,9 @@ class CoroutineRunner:
 
     def start(self) -> None:
         """Nothing to start: the worker's task runs the handler."""
+
+    async def wait_ready(self) -> None:
+        """Ready at once."""
 
     async def run(self, job: Job, ctx: JobContext) -> object:
         """Await the handler."""
@@ -129,6 +135,9 @@ class ThreadRunner:
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
+
+    async def wait_ready(self) -> None:
+        """Ready at once: the thread takes its first job from its queue."""
 
     async def run(self, job: Job, ctx: JobContext) -> object:
         """Hand the job to the thread and wait for its outcome."""

@@ -168,6 +168,7 @@ class Worker:
         run = runner.fn if isinstance(runner := self.runner, CoroutineRunner) else runner.run
         begin = pool._begin_job
         end = pool._end_job
+        await runner.wait_ready()  # a child process loads the handler first
         while True:
             handle = await pool._take(self)
             if handle is None:

@@ -347,6 +347,14 @@ class TestResults:
             "main_thread": True,
         }
 
+    async def test_start_returns_once_every_child_has_loaded_the_handler(self) -> None:
+        # Loading this module in a child takes far longer than the job's
+        # deadline: that time is start()'s, never the first job's.
+        async with process_pool(echo, workers=2) as pool:
+            handles = [await pool.submit(Job(payload=b"x", timeout=0.3)) for _ in range(2)]
+            assert [await handle for handle in handles] == [b"x", b"x"]
+            assert pool.stats().timed_out == 0
+
     async def test_a_worker_keeps_its_process(self) -> None:
         async with process_pool(whoami) as pool:
             first = await (await pool.submit(Job()))
