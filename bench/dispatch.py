@@ -28,6 +28,7 @@ __all__ = (
     "run",
     "task_group",
     "thread_pool_executor",
+    "timed_pool",
 )
 
 
@@ -42,6 +43,21 @@ def noop_sync(job: Job, ctx: JobContext | None = None) -> None:
 def make_jobs(n: int) -> list[Job]:
     """``n`` jobs with empty payloads, built before any clock starts."""
     return [Job(payload=b"") for _ in range(n)]
+
+
+async def timed_pool(pool: Pool, jobs: list[Job]) -> float:
+    """Submit ``jobs`` to a started pool and shut it down (draining).
+
+    Returns:
+        Seconds from the first submit until every job has finished and the
+        workers have stopped.
+    """
+    submit = pool.submit
+    start = time.perf_counter()
+    for job in jobs:
+        await submit(job)
+    await pool.shutdown()
+    return time.perf_counter() - start
 
 
 async def pool_async(jobs: list[Job], workers: int, queue_size: int, *, events: bool) -> float:
@@ -61,12 +77,7 @@ async def pool_async(jobs: list[Job], workers: int, queue_size: int, *, events: 
                 sub.drain()
 
         drainer = asyncio.create_task(drain())
-    submit = pool.submit
-    start = time.perf_counter()
-    for job in jobs:
-        await submit(job)
-    await pool.shutdown()
-    elapsed = time.perf_counter() - start
+    elapsed = await timed_pool(pool, jobs)
     if drainer is not None:
         await drainer
     return len(jobs) / elapsed
@@ -155,13 +166,7 @@ async def pool_thread(jobs: list[Job], workers: int, queue_size: int) -> float:
     """
     pool = Pool(noop_sync, workers=workers, queue_size=queue_size)
     await pool.start()
-    submit = pool.submit
-    start = time.perf_counter()
-    for job in jobs:
-        await submit(job)
-    await pool.shutdown()
-    elapsed = time.perf_counter() - start
-    return len(jobs) / elapsed
+    return len(jobs) / await timed_pool(pool, jobs)
 
 
 async def thread_pool_executor(jobs: list[Job], workers: int, queue_size: int) -> float:

@@ -14,7 +14,7 @@ import time
 
 from pool import Job, JobContext, Pool
 
-from .dispatch import make_jobs
+from .dispatch import make_jobs, timed_pool
 from .measure import Line, Sizes, alternate, median
 
 __all__ = ("run",)
@@ -26,12 +26,7 @@ async def _pool(jobs: list[Job], workers: int, sleep: float) -> float:
 
     pool = Pool(nap, workers=workers, queue_size=100)
     await pool.start()
-    submit = pool.submit
-    start = time.perf_counter()
-    for job in jobs:
-        await submit(job)
-    await pool.shutdown()
-    return time.perf_counter() - start
+    return await timed_pool(pool, jobs)
 
 
 async def _bare(jobs: list[Job], workers: int, sleep: float) -> float:
