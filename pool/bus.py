@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 
 from .events import EventsDropped, PoolEvent
@@ -135,13 +136,21 @@ class Subscription:
 class EventBus:
     """Hands each published event to every subscription, never waiting."""
 
-    __slots__ = ("_closed", "_subs", "seq")
+    __slots__ = ("_closed", "_subs", "publish", "seq")
 
     def __init__(self) -> None:
         self.seq = 0
         """The sequence number of the last event published."""
         self._subs: list[Subscription] = []
         self._closed = False
+        self.publish: Callable[[PoolEvent], None] = self._publish_all
+        """Buffer an event for every subscription."""
+
+    def _rebind(self) -> None:
+        # Events are published several times a job, and one subscriber (the
+        # dashboard) is the usual case: then publish is its buffer's own push.
+        subs = self._subs
+        self.publish = subs[0]._push if len(subs) == 1 else self._publish_all
 
     @property
     def active(self) -> bool:
@@ -155,14 +164,15 @@ class EventBus:
             sub._close()
         else:
             self._subs.append(sub)
+            self._rebind()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subs:
             self._subs.remove(sub)
+            self._rebind()
 
-    def publish(self, event: PoolEvent) -> None:
-        """Buffer ``event`` for every subscription."""
+    def _publish_all(self, event: PoolEvent) -> None:
         for sub in self._subs:
             sub._push(event)
 
@@ -170,5 +180,6 @@ class EventBus:
         """End every subscription: the pool will publish nothing more."""
         self._closed = True
         subs, self._subs = self._subs, []
+        self._rebind()
         for sub in subs:
             sub._close()

@@ -394,7 +394,7 @@ class Pool:
             PoolClosed: The pool's shutdown began before or while waiting.
             ValueError: A live job has the same id.
         """
-        limit = check_timeout("timeout", timeout, allow_zero=True)
+        limit = None if timeout is None else check_timeout("timeout", timeout, allow_zero=True)
         self._check_submit(job)
         if self._ready >= self._queue_size:
             await self._wait_for_room(job, limit)
@@ -448,7 +448,6 @@ class Pool:
     def _accept(self, job: Job) -> JobHandle:
         now = self._now()
         handle = JobHandle(job, self, now)
-        handle._queued_at = now
         self._live[job.id] = handle
         self._submitted += 1
         self._queued += 1
@@ -615,7 +614,8 @@ class Pool:
             self._emit(
                 ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
             )
-        self._check_settled()
+        if self._settled is not None:  # only a shutdown waits for the pool to settle
+            self._check_settled()
 
     def _attempt_failed(
         self,

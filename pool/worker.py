@@ -168,6 +168,8 @@ class Worker:
         run = runner.fn if isinstance(runner := self.runner, CoroutineRunner) else runner.run
         begin = pool._begin_job
         end = pool._end_job
+        task = self.task
+        assert task is not None
         await runner.wait_ready()  # a child process loads the handler first
         while True:
             handle = await pool._take(self)
@@ -192,7 +194,8 @@ class Worker:
             else:
                 if self.detached:
                     return
-                external = self.take_back_cancels()
+                # Most jobs were never cancelled: then only an outside cancel can be pending.
+                external = self.take_back_cancels() if self.cancels else task.cancelling() > 0
                 end(self, handle, result, None)
                 if external:
                     raise asyncio.CancelledError

@@ -58,6 +58,13 @@ __all__ = ("FPS", "PoolControl", "WpoolApp", "create_app")
 FPS = 20
 """Frames a second, at most: the pump and the widgets run once a frame."""
 
+BUSY_EVENTS = 500
+"""Events in one frame past which the worker panels and the log are drawn less often."""
+
+BUSY_EVERY = 5
+"""Under that flood, they are drawn every this many frames (4 times a second at 20 FPS);
+the summary, which shows every counter and a key's effect, is still drawn every frame."""
+
 EVENT_BUFFER = 50_000
 """Events the dashboard's subscription holds before it misses some and resyncs."""
 
@@ -167,6 +174,7 @@ class WpoolApp(App[int]):
         self._want_target: int | None = None
         self._want_paused: bool | None = None
         self._terms = 0
+        self._frames = 0
 
     # --- layout and frames ----------------------------------------------------
 
@@ -210,7 +218,8 @@ class WpoolApp(App[int]):
         """One frame: fold every pending event, then render (unless the view is frozen)."""
         state = self.state
         sub = self._sub
-        if sub is not None and state.apply_all(sub.drain()):
+        batch = sub.drain() if sub is not None else []
+        if state.apply_all(batch):
             state.resync(self.pool.snapshot())
         state.tick(self.clock.now())
         if state.phase is not self._phase_shown:
@@ -226,6 +235,9 @@ class WpoolApp(App[int]):
             return  # a last frame while the app tears its screen down
         summary.show(state, frozen=False)
         self.query_one(Countdown).show(state)
+        self._frames += 1
+        if len(batch) > BUSY_EVENTS and self._frames % BUSY_EVERY:
+            return  # under a flood the panels and the log, the costly part, wait a few frames
         self.query_one(WorkerGrid).show(state)
         self.query_one(JobLog).show(state)
 

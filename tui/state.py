@@ -9,8 +9,9 @@ gap (``EventsDropped``), the state is rebuilt from ``pool.snapshot()`` with
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import assert_never
+from typing import Any, NamedTuple, assert_never
 
 from pool import PoolPhase, PoolSnapshot, WorkerState, events
 from pool.stats import LatencyWindow, Percentiles
@@ -59,9 +60,12 @@ class WorkerView:
         self.cancelling = False
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One line of the job log: how a job (or an attempt) ended."""
+class LogEntry(NamedTuple):
+    """One line of the job log: how a job (or an attempt) ended.
+
+    A named tuple, not a frozen dataclass: one is made for every job that
+    ends, and a tuple is built four times faster.
+    """
 
     at: float
     job_id: str
@@ -251,12 +255,21 @@ class DashboardState:
             True if the batch had a gap and the caller must :meth:`resync`.
         """
         gap = False
+        fast = _FAST_FOLDS
         for event in batch:
             if isinstance(event, events.EventsDropped):
                 self.missed += event.missed
                 gap = True
             elif event.seq > self.seq:
-                self.apply(event)
+                # The per-job events are most of any batch: they skip the match.
+                fold = fast.get(type(event))
+                if fold is None:
+                    self.apply(event)
+                else:
+                    self.seq = event.seq
+                    if event.at > self.now:
+                        self.now = event.at
+                    fold(self, event)
         return gap
 
     def apply(self, event: events.PoolEvent) -> None:
@@ -264,39 +277,21 @@ class DashboardState:
         self.seq = max(self.seq, event.seq)
         self.now = max(self.now, event.at)
         match event:
-            case events.JobSubmitted(job_id=job_id, at=at):
-                self.submitted += 1
-                self.queued += 1
-                self._queued_since[job_id] = at
+            case events.JobSubmitted():
+                _submitted(self, event)
             case events.JobRejected(job_id=job_id, at=at):
                 self.submitted += 1
                 self.rejected += 1
                 self._add_log(LogEntry(at, job_id, None, "rejected", None, event.reason))
-            case events.JobStarted(job_id=job_id, worker_id=worker_id, at=at):
-                self.queued -= 1
-                self.running += 1
-                if self._queued_since.pop(job_id, None) is None:
-                    # A job from before a resync: the age it stood for is stale now.
-                    self._queued_since.pop(_RESYNCED, None)
-                self.waits.add(event.waited)
-                view = self.worker(worker_id)
-                view.clear_job()
-                view.job_id = job_id
-                view.job_started_at = at
-                view.attempt = event.attempt
-                if view.state is not WorkerState.RETIRING:
-                    view.set_state(WorkerState.BUSY, at)
+            case events.JobStarted():
+                _started(self, event)
             case events.JobProgressed(worker_id=worker_id):
                 view = self.worker(worker_id)
                 if view.job_id == event.job_id:
                     view.progress = event.fraction
                     view.progress_message = event.message
-            case events.JobSucceeded(worker_id=worker_id, at=at):
-                self._attempt_ended(worker_id, event.job_id, at, event.duration)
-                self.succeeded += 1
-                self.worker(worker_id).jobs_done += 1
-                self._count_end(at)
-                self._add_log(LogEntry(at, event.job_id, worker_id, "succeeded", event.duration))
+            case events.JobSucceeded():
+                _succeeded(self, event)
             case events.JobRetryScheduled(worker_id=worker_id, at=at):
                 self._attempt_ended(worker_id, event.job_id, at, event.duration)
                 self.worker(worker_id).jobs_failed += 1
@@ -487,6 +482,65 @@ class DashboardState:
         state = cls()
         state.resync(snapshot)
         return state
+
+
+# The folds of the events every job makes, shared by ``apply`` and the fast
+# path of ``apply_all``, and written for speed: thousands run per frame.
+
+
+def _submitted(state: DashboardState, event: events.JobSubmitted) -> None:
+    state.submitted += 1
+    state.queued += 1
+    state._queued_since[event.job_id] = event.at
+
+
+def _started(state: DashboardState, event: events.JobStarted) -> None:
+    state.queued -= 1
+    state.running += 1
+    if state._queued_since.pop(event.job_id, None) is None:
+        # A job from before a resync: the age it stood for is stale now.
+        state._queued_since.pop(_RESYNCED, None)
+    state.waits.add(event.waited)
+    view = state.workers.get(event.worker_id) or state.worker(event.worker_id)
+    view.job_id = event.job_id
+    view.job_started_at = event.at
+    view.attempt = event.attempt
+    if view.progress is not None or view.progress_message or view.cancelling:
+        view.progress = None
+        view.progress_message = ""
+        view.cancelling = False
+    if view.state is WorkerState.IDLE:
+        view.state = WorkerState.BUSY
+        view.changed_at = event.at
+    elif view.state is not WorkerState.RETIRING:
+        view.set_state(WorkerState.BUSY, event.at)
+
+
+def _succeeded(state: DashboardState, event: events.JobSucceeded) -> None:
+    at = event.at
+    state.running -= 1
+    state.succeeded += 1
+    state.run_times.add(event.duration)
+    view = state.workers.get(event.worker_id) or state.worker(event.worker_id)
+    view.jobs_done += 1
+    if view.job_id == event.job_id:
+        view.clear_job()
+        if view.state is WorkerState.BUSY:
+            view.state = WorkerState.IDLE
+            view.changed_at = at
+    if int(at) == state._spark_second:
+        state._spark[-1] += 1
+    else:
+        state._count_end(at)
+    state.log.append(LogEntry(at, event.job_id, event.worker_id, "succeeded", event.duration))
+    state.log_total += 1
+
+
+_FAST_FOLDS: dict[type[events.Event], Callable[[DashboardState, Any], None]] = {
+    events.JobSubmitted: _submitted,
+    events.JobStarted: _started,
+    events.JobSucceeded: _succeeded,
+}
 
 
 def _zeros(n: int) -> deque[int]:

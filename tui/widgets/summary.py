@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
@@ -21,9 +22,23 @@ class Summary(Static):
     }
     """
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shape: tuple[int, int] | None = None
+
     def show(self, state: DashboardState, *, frozen: bool = False) -> None:
-        """Render ``state``."""
-        self.update(render_summary(state, frozen=frozen))
+        """Render ``state``.
+
+        The screen's layout is redone only when the summary's height may have
+        changed: a layout each frame costs more than the summary itself.
+        """
+        text = render_summary(state, frozen=frozen)
+        width = self.content_size.width
+        lines = text.plain.split("\n")
+        fits = width > 0 and all(cell_len(line) <= width for line in lines)
+        shape = (len(lines), width) if fits else None  # no line wraps: one row each
+        self.update(text, layout=shape is None or shape != self._shape)
+        self._shape = shape
 
 
 def render_summary(state: DashboardState, *, frozen: bool = False) -> Text:

@@ -69,7 +69,7 @@ class WorkerPanel(Static, can_focus=True):
             self.set_class(state is view.state, f"-{state.value}")
         self.set_class(changed, "-changed")
         self.border_title = f"{view.id} {view.state.value}"
-        self.update(render_worker(view, running))
+        self.update(render_worker(view, running), layout=False)  # its height is fixed
 
     def on_click(self) -> None:
         self.focus()

@@ -1,0 +1,256 @@
+"""Dispatch throughput: no-op jobs through this pool and through what a Python user would pick.
+
+Every contender does the same work, timed from the first submit until every
+job has finished and the workers are stopped: it takes ``n`` jobs already
+built (the same :class:`~pool.Job` objects for all), admits them through a
+bound of ``queue_size`` waiting jobs with at most ``workers`` running at
+once, awaits a no-op handler for each, and waits for all of them. Each
+contender's workers (or scheduler) exist before the clock starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+
+import aiojobs
+
+from pool import Job, JobContext, Pool
+
+from .measure import Line, Sizes, alternate, median, ratios
+
+__all__ = (
+    "aiojobs_scheduler",
+    "bare_queue",
+    "pool_async",
+    "pool_thread",
+    "run",
+    "task_group",
+    "thread_pool_executor",
+    "timed_pool",
+)
+
+
+async def noop(job: Job, ctx: JobContext | None = None) -> None:
+    """The job every async contender runs: nothing."""
+
+
+def noop_sync(job: Job, ctx: JobContext | None = None) -> None:
+    """The job every thread contender runs: nothing."""
+
+
+def make_jobs(n: int) -> list[Job]:
+    """``n`` jobs with empty payloads, built before any clock starts."""
+    return [Job(payload=b"") for _ in range(n)]
+
+
+async def timed_pool(pool: Pool, jobs: list[Job]) -> float:
+    """Submit ``jobs`` to a started pool and shut it down (draining).
+
+    Returns:
+        Seconds from the first submit until every job has finished and the
+        workers have stopped.
+    """
+    submit = pool.submit
+    start = time.perf_counter()
+    for job in jobs:
+        await submit(job)
+    await pool.shutdown()
+    return time.perf_counter() - start
+
+
+async def pool_async(jobs: list[Job], workers: int, queue_size: int, *, events: bool) -> float:
+    """This pool, async handler; with ``events``, one subscriber drains every event.
+
+    Returns:
+        Jobs per second.
+    """
+    pool = Pool(noop, workers=workers, queue_size=queue_size)
+    await pool.start()
+    drainer = None
+    if events:
+        sub = pool.events(maxsize=100_000)
+
+        async def drain() -> None:
+            while await sub.wait():
+                sub.drain()
+
+        drainer = asyncio.create_task(drain())
+    elapsed = await timed_pool(pool, jobs)
+    if drainer is not None:
+        await drainer
+    return len(jobs) / elapsed
+
+
+async def bare_queue(jobs: list[Job], workers: int, queue_size: int) -> float:
+    """The bare pattern: ``asyncio.Queue(maxsize=queue_size)`` and fixed worker tasks.
+
+    Returns:
+        Jobs per second.
+    """
+    queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+
+    async def worker() -> None:
+        while True:
+            job = await queue.get()
+            try:
+                await noop(job)
+            finally:
+                queue.task_done()
+
+    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+    await asyncio.sleep(0)  # every worker is waiting on the queue
+    put = queue.put
+    start = time.perf_counter()
+    for job in jobs:
+        await put(job)
+    await queue.join()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = time.perf_counter() - start
+    return len(jobs) / elapsed
+
+
+async def aiojobs_scheduler(jobs: list[Job], workers: int, queue_size: int) -> float:
+    """``aiojobs.Scheduler(limit=workers, pending_limit=queue_size)``; ``spawn`` each job.
+
+    Returns:
+        Jobs per second.
+    """
+    scheduler = aiojobs.Scheduler(limit=workers, pending_limit=queue_size, wait_timeout=None)
+    spawn = scheduler.spawn
+    start = time.perf_counter()
+    for job in jobs:
+        await spawn(noop(job))
+    await scheduler.wait_and_close()
+    elapsed = time.perf_counter() - start
+    return len(jobs) / elapsed
+
+
+async def task_group(jobs: list[Job], workers: int, queue_size: int) -> float:
+    """``asyncio.TaskGroup``, a task per job, with two semaphores.
+
+    The submitter takes an admission semaphore of ``workers + queue_size``
+    before it creates a task (so at most that many jobs exist at once); each
+    task runs its job under a semaphore of ``workers``.
+
+    Returns:
+        Jobs per second.
+    """
+    admit = asyncio.Semaphore(workers + queue_size)
+    running = asyncio.Semaphore(workers)
+
+    async def one(job: Job) -> None:
+        try:
+            async with running:
+                await noop(job)
+        finally:
+            admit.release()
+
+    start = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for job in jobs:
+            await admit.acquire()
+            group.create_task(one(job))
+    elapsed = time.perf_counter() - start
+    return len(jobs) / elapsed
+
+
+async def pool_thread(jobs: list[Job], workers: int, queue_size: int) -> float:
+    """This pool's thread runner: a plain ``def`` handler on ``workers`` threads.
+
+    Returns:
+        Jobs per second.
+    """
+    pool = Pool(noop_sync, workers=workers, queue_size=queue_size)
+    await pool.start()
+    return len(jobs) / await timed_pool(pool, jobs)
+
+
+async def thread_pool_executor(jobs: list[Job], workers: int, queue_size: int) -> float:
+    """``ThreadPoolExecutor(max_workers=workers)`` through ``loop.run_in_executor``.
+
+    A semaphore of ``workers + queue_size`` bounds the jobs handed to the
+    executor at once (its own queue is unbounded); the submitter waits on it.
+
+    Returns:
+        Jobs per second.
+    """
+    loop = asyncio.get_running_loop()
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    bound = workers + queue_size
+    admit = asyncio.Semaphore(bound)
+
+    def done(_: object) -> None:
+        admit.release()
+
+    start = time.perf_counter()
+    for job in jobs:
+        await admit.acquire()
+        loop.run_in_executor(executor, noop_sync, job, None).add_done_callback(done)
+    for _ in range(bound):  # every job has released its place: all are done
+        await admit.acquire()
+    executor.shutdown(wait=True)
+    elapsed = time.perf_counter() - start
+    return len(jobs) / elapsed
+
+
+async def run(sizes: Sizes) -> list[Line]:
+    """Every dispatch comparison, alternating contenders, medians over ``sizes.rounds``."""
+    w, q = sizes.workers, sizes.queue_size
+    jobs = make_jobs(sizes.dispatch_jobs)
+    results = await alternate(
+        {
+            "bare": lambda: bare_queue(jobs, w, q),
+            "off": lambda: pool_async(jobs, w, q, events=False),
+            "on": lambda: pool_async(jobs, w, q, events=True),
+            "aiojobs": lambda: aiojobs_scheduler(jobs, w, q),
+            "taskgroup": lambda: task_group(jobs, w, q),
+        },
+        sizes.rounds,
+    )
+    rate = {name: median(values) for name, values in results.items()}
+
+    def ratio_line(subject: str, peer: str, name: str, low: float | None) -> Line:
+        value = median(ratios(results, subject, peer))
+        return Line(
+            section="dispatch",
+            name=name,
+            value=value,
+            unit="x",
+            target="" if low is None else f">= {low:.1f}x",
+            met=None if low is None else value >= low,
+            detail=f"{rate[subject]:,.0f} vs {rate[peer]:,.0f} jobs/s",
+        )
+
+    lines = [
+        ratio_line("on", "bare", "events on, 1 subscriber / bare queue", 0.5),
+        ratio_line("on", "aiojobs", "events on, 1 subscriber / aiojobs", 1.0),
+        ratio_line("off", "bare", "events off / bare queue", 0.7),
+        ratio_line("off", "aiojobs", "events off / aiojobs", None),
+        ratio_line("off", "taskgroup", "events off / TaskGroup + Semaphore", None),
+        ratio_line("on", "taskgroup", "events on / TaskGroup + Semaphore", None),
+    ]
+    thread_jobs = make_jobs(sizes.thread_jobs)
+    threads = await alternate(
+        {
+            "pool": lambda: pool_thread(thread_jobs, w, q),
+            "executor": lambda: thread_pool_executor(thread_jobs, w, q),
+        },
+        sizes.rounds,
+    )
+    value = median(ratios(threads, "pool", "executor"))
+    lines.append(
+        Line(
+            section="dispatch",
+            name="thread runner / ThreadPoolExecutor (def jobs)",
+            value=value,
+            unit="x",
+            target=">= 1.0x",
+            met=value >= 1.0,
+            detail=(f"{median(threads['pool']):,.0f} vs {median(threads['executor']):,.0f} jobs/s"),
+        )
+    )
+    return lines
