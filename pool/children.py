@@ -17,7 +17,9 @@ import time
 
 __all__ = ("kill_all", "live_groups", "signal_group", "terminate_all", "track", "untrack")
 
-_lock = threading.Lock()
+# Reentrant: a signal handler that kills every group (the terminal hung up)
+# may run on the thread that holds it.
+_lock = threading.RLock()
 _groups: set[int] = set()
 _hooked = False
 

@@ -14,6 +14,7 @@ kept in a file per attempt.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import signal
@@ -182,7 +183,8 @@ class ShellCommands:
     ) -> None:
         """Args:
         output_dir: Keep each attempt's whole output in a file here
-            (``<job id>.out``, ``<job id>.<attempt>.out`` for retries);
+            (``<job id>.out``, ``<job id>+<attempt>.out`` for retries; an id
+            that is not a safe file name is cleaned and gets ``+<hash>``);
             created if missing.
         tail_lines: How many of the last output lines to keep and publish.
         shell: The shell that runs the command lines (with ``-c``).
@@ -211,9 +213,13 @@ class ShellCommands:
         """Where an attempt's whole output is kept, or None without ``output_dir``."""
         if self.output_dir is None:
             return None
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", job.id).lstrip(".") or "job"
-        suffix = ".out" if attempt == 1 else f".{attempt}.out"
-        return os.path.join(self.output_dir, safe + suffix)
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", job.id).lstrip(".") or "job"
+        if name != job.id:
+            # Two ids may clean up to the same name: the original's hash tells
+            # them apart, after a "+" that no cleaned name contains.
+            name += "+" + hashlib.sha256(job.id.encode()).hexdigest()[:10]
+        suffix = ".out" if attempt == 1 else f"+{attempt}.out"
+        return os.path.join(self.output_dir, name + suffix)
 
     def __repr__(self) -> str:
         return f"ShellCommands(shell={self.shell!r}, output_dir={self.output_dir!r})"

@@ -157,12 +157,16 @@ _POOL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 def _format(exc: BaseException) -> str:
     # The pool's own frames come first and say nothing about the job: start
     # at the first frame outside the package (the handler's).
-    # When no frame is the handler's (the pool's own runners raised it, as a
-    # failed command's exit code), the frames say nothing: only the
-    # exception, with any exception it chains (a child process's traceback).
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_POOL_DIR):
         tb = tb.tb_next
+    if tb is None and not type(exc).__module__.startswith("pool."):
+        # No frame is the handler's and the pool did not mean to raise it
+        # (a bug of its own): every frame counts then.
+        tb = exc.__traceback__
+    # A failure the pool reports on purpose (a command's exit code, a dead
+    # process) keeps no frames: only itself and what it chains (a child's
+    # traceback).
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 

@@ -906,7 +906,16 @@ class Pool:
         worker.job = None
         self._running -= 1
         duration = now - (handle._started_at or now)
-        if crash is not None and handle._cancel_reason is None:
+        if (
+            isinstance(crash, WorkerDied)
+            and not crash.job_began
+            and handle._cancel_reason is None
+            and self._may_retry()
+        ):
+            # The job never began: no attempt was made, so it waits for another worker.
+            worker.jobs_failed += 1  # as the dashboard counts a crash under a job
+            self._hand_back_unstarted(handle, worker.id, crash, duration, now)
+        elif crash is not None and handle._cancel_reason is None:
             worker.jobs_failed += 1
             cause = crash.__cause__ if isinstance(crash, WorkerDied) and crash.__cause__ else crash
             info = ErrorInfo.from_exception(cause)
@@ -937,6 +946,29 @@ class Pool:
                 ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
             )
         self._check_settled()
+
+    def _hand_back_unstarted(
+        self, handle: JobHandle, worker_id: str, crash: WorkerDied, duration: float, now: float
+    ) -> None:
+        handle._attempt -= 1
+        handle._state = _QUEUED
+        handle._worker = None
+        handle._queued_at = now
+        self._queued += 1
+        self._retried += 1
+        self._emit(
+            ev.JobRetryScheduled,
+            job_id=handle.job.id,
+            worker_id=worker_id,
+            attempt=handle._attempt + 1,
+            duration=duration,
+            error=ErrorInfo(
+                type="pool.runners.WorkerDied", message=f"{crash} before the job began"
+            ),
+            delay=0.0,
+            at=now,
+        )
+        self._dispatch(handle)
 
     def _crash(self, worker: Worker, handle: JobHandle | None, exc: BaseException) -> None:
         now = self._now()
@@ -1230,6 +1262,10 @@ class Pool:
                 worker.status = WorkerState.STOPPED
                 self._emit(ev.WorkerStopped, worker_id=worker.id)
             elif worker.task is not None and worker.status is None and not worker.detached:
+                if not worker.ready.done():
+                    # Still starting (a child loading the handler): it holds no
+                    # job, and must not hold the shutdown either.
+                    worker.task.cancel()
                 tasks.append(worker.task)
         while self._idle:
             wake = self._idle.popleft().wake

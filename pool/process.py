@@ -213,6 +213,8 @@ class ProcessRunner:
         "_wbuf",
     )
     cancels_task = False
+    load_timeout = 60.0
+    """Seconds a child has to load the handler before it counts as dead."""
 
     def __init__(self, fn: SyncHandler, name: str) -> None:
         """Args:
@@ -298,15 +300,36 @@ class ProcessRunner:
         ).start()
 
     async def wait_ready(self) -> None:
-        """Wait until the child has loaded the handler, or has died trying.
+        """Wait until the child has loaded the handler.
 
         The worker counts as ready only then, so a pool's ``start()`` returns
         with every child able to take a job at once, and a job's deadline
         never pays for an interpreter's start-up.
+
+        Raises:
+            WorkerDied: The child could not start, could not load the
+                handler, died, or did not load it within ``load_timeout``.
         """
         ready, exited = self._ready, self._exited
-        if ready is not None and exited is not None:
-            await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if ready is None or exited is None:
+            return
+        if not exited.done():
+            await self._wait_loaded(ready, exited)
+        if self._dead is not None:
+            # Could not start, could not load the handler, or hung: a crash of
+            # this worker before it took any job.
+            raise self._died(job_began=False)
+
+    async def _wait_loaded(self, ready: asyncio.Future[None], exited: asyncio.Future[None]) -> None:
+        await asyncio.wait(
+            {ready, exited}, timeout=self.load_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not ready.done() and not exited.done():
+            # Hung while importing: a child that cannot take jobs is a dead one.
+            self._signal(signal.SIGKILL)
+            self._dead = (
+                f"process {self._name} did not load its handler within {self.load_timeout:g}s"
+            )
 
     def _not_started(self, exc: OSError) -> None:
         self._dead = f"process {self._name} could not start: {exc}"
@@ -325,8 +348,7 @@ class ProcessRunner:
             Exception: The handler's error, as its own type when it unpickles.
         """
         if self._dead is not None:
-            ctx.report_output(self._tail(), exit_code=self._returncode)
-            raise self._died()
+            raise self._died(job_began=False)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._seq += 1
         self._pending, self._ctx = fut, ctx
@@ -530,11 +552,12 @@ class ProcessRunner:
         assert proc is not None
         self._read(drain=True)  # a reply sent just before it died still counts
         self._returncode = code
-        self._dead = f"process {self._name} died: {exit_description(code)}"
+        if self._dead is None:  # else it was already given up on, for a reason of its own
+            self._dead = f"process {self._name} died: {exit_description(code)}"
         fut, ctx = self._pending, self._ctx
         if fut is not None and not fut.done() and ctx is not None:
             ctx.report_output(self._tail(), exit_code=code)
-            fut.set_exception(self._died())
+            fut.set_exception(self._died(job_began=self._started))
         elif self._abandoned is not None:
             self._abandoned.report_output(self._tail(), exit_code=code)
         self._abandoned = None
@@ -559,9 +582,9 @@ class ProcessRunner:
         self._wbuf.clear()
         self._rbuf.clear()
 
-    def _died(self) -> WorkerDied:
+    def _died(self, *, job_began: bool = True) -> WorkerDied:
         assert self._dead is not None
-        died = WorkerDied(self._dead)
+        died = WorkerDied(self._dead, job_began=job_began)
         if self._fatal is not None:
             died.__cause__ = self._fatal
         return died

@@ -26,7 +26,14 @@ class WorkerDied(BaseException):
 
     It derives from BaseException so that no ``except Exception`` in the job
     path mistakes it for a job's error. The cause is its ``__cause__``.
+    ``job_began`` is False when the job it held had not begun (the process
+    was already dead, or died before it took the job): the pool then queues
+    the job again, as no attempt was made.
     """
+
+    def __init__(self, message: str, *, job_began: bool = True) -> None:
+        super().__init__(message)
+        self.job_began = job_began
 
 
 class Runner(Protocol):

@@ -148,6 +148,7 @@ class WpoolApp(App[int]):
         animate: bool = True,
         total_jobs: int | None = None,
         find_job: Callable[[str], JobHandle | None] | None = None,
+        resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
     ) -> None:
         super().__init__()
         if not animate:
@@ -164,6 +165,7 @@ class WpoolApp(App[int]):
         self.state = DashboardState(total=total_jobs)
         self._total_jobs = total_jobs
         self._find_job = find_job
+        self._resubmit_fn = resubmit or pool.resubmit
         self.frozen = False
         self.report: ShutdownReport | None = None
         self._sub: Subscription | None = None
@@ -377,7 +379,7 @@ class WpoolApp(App[int]):
 
     async def _resubmit_job(self, job_id: str) -> None:
         try:
-            await self.pool.resubmit(job_id)
+            await self._resubmit_fn(job_id)
         except (PoolError, ValueError) as exc:
             self.notify(f"{job_id} was not resubmitted: {exc}", severity="warning")
             return
@@ -412,7 +414,7 @@ class WpoolApp(App[int]):
             handle = self._find_job(job_id)
         if handle is not None:
             started = handle.started_at
-            running = handle.state is JobState.RUNNING and started is not None
+            running = handle.state is JobState.RUNNING
             self.push_screen(
                 JobDetailScreen(
                     JobDetail(
@@ -421,7 +423,9 @@ class WpoolApp(App[int]):
                         attempts=handle.attempts,
                         worker_id=handle.worker_id,
                         error=handle.error,
-                        running_for=self.clock.now() - started if running and started else None,
+                        running_for=(
+                            self.clock.now() - started if running and started is not None else None
+                        ),
                         output=handle.output or self.state.outputs.get(job_id),
                     )
                 )
@@ -602,13 +606,15 @@ def create_app(
     animate: bool = True,
     total_jobs: int | None = None,
     find_job: Callable[[str], JobHandle | None] | None = None,
+    resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
 ) -> WpoolApp:
     """The dashboard for ``pool`` (started on mount if it is not yet).
 
     Tests pass a pool on a :class:`pool.ManualClock` and the same clock here,
     so that what is drawn does not depend on real time. ``total_jobs``
     (a batch of known size) adds overall progress and an ETA; ``find_job``
-    finds the handle of any job of the batch, ended ones included.
+    finds the handle of any job of the batch, ended ones included;
+    ``resubmit`` runs a failed job again in its stead (the batch's account).
     """
     return WpoolApp(
         pool,
@@ -624,4 +630,5 @@ def create_app(
         animate=animate,
         total_jobs=total_jobs,
         find_job=find_job,
+        resubmit=resubmit,
     )

@@ -54,11 +54,14 @@ class Batch:
         self._ended = 0
         self._all_ended = asyncio.Event()
         self._joblog = joblog
+        self.joblog_error: OSError | None = None
+        """Why the joblog stopped being written, if it did (a full disk...)."""
         self._grace = grace
         self._cancel_grace = cancel_grace
         # Pool clock -> wall clock, for the joblog's start times.
         self._wall_offset = time.time() - pool.clock.now()
         if joblog is not None:
+            # Raises OSError at once if the joblog cannot be written at all.
             joblog.write(JOBLOG_HEADER + "\n")
             joblog.flush()
 
@@ -95,13 +98,33 @@ class Batch:
         seq = self._seqs.get(job_id)
         return None if seq is None else self._handles[seq - 1]
 
+    async def resubmit(self, job_id: str) -> JobHandle:
+        """Run a failed job of the batch again (``pool.resubmit``), keeping its account.
+
+        Its new outcome replaces the old one in the summary and gets a joblog
+        line of its own (the old line stays: that attempt did fail).
+        """
+        handle = await self.pool.resubmit(job_id)
+        seq = self._seqs.get(job_id)
+        if seq is not None and self._handles[seq - 1].done():
+            self._handles[seq - 1] = handle
+            self._ended -= 1
+            handle.add_done_callback(self._ended_one)
+        return handle
+
     def _ended_one(self, handle: JobHandle) -> None:
+        # Counted before any writing: a joblog that fails must not stall the run.
         self._ended += 1
-        if self._joblog is not None:
-            self._joblog.write(self.joblog_line(handle) + "\n")
-            self._joblog.flush()
         if self._ended == self.total:
             self._all_ended.set()
+        joblog = self._joblog
+        if joblog is not None:
+            try:
+                joblog.write(self.joblog_line(handle) + "\n")
+                joblog.flush()
+            except OSError as exc:
+                self._joblog = None
+                self.joblog_error = exc
 
     def joblog_line(self, handle: JobHandle) -> str:
         """The joblog's TSV line for a job that has ended."""
@@ -129,11 +152,11 @@ class Batch:
         return "\t".join(_clean(field) for field in fields)
 
     def outcomes(self) -> dict[str, int]:
-        """How many jobs ended in each state, and how many were never submitted."""
+        """How many jobs ended in each state, did not end, or were never submitted."""
         counts = {state.value: 0 for state in JobState if state not in _LIVE_STATES}
+        counts["not ended"] = 0  # the pool went away without them (a crash)
         for handle in self._handles:
-            if handle.done():
-                counts[handle.state.value] += 1
+            counts[handle.state.value if handle.done() else "not ended"] += 1
         counts["not submitted"] = self.total - self.submitted
         return counts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import math
 import os
@@ -325,7 +326,13 @@ def _run(args: argparse.Namespace) -> int:
         runner=None if args.shell else args.runner,
         name="run",
     )
-    batch = Batch(pool, jobs, joblog=joblog, grace=args.grace, cancel_grace=args.cancel_grace)
+    try:
+        batch = Batch(pool, jobs, joblog=joblog, grace=args.grace, cancel_grace=args.cancel_grace)
+    except OSError as exc:
+        assert joblog is not None  # only the joblog's header is written here
+        with contextlib.suppress(OSError):  # the same failure, told just below
+            joblog.close()
+        raise UsageError(f"cannot write the joblog {args.joblog}: {exc.strerror}") from None
     report: ShutdownReport | None = None
     try:
         if args.headless:
@@ -337,8 +344,11 @@ def _run(args: argparse.Namespace) -> int:
         if joblog is not None:
             joblog.close()
         saved = _save_unfinished(batch, args.unfinished)
+    notes = [] if saved else _older_unfinished(args)
+    if batch.joblog_error is not None:
+        notes.append(f"the joblog {args.joblog} stopped early: {batch.joblog_error.strerror}")
     out = sys.stderr if args.headless else sys.stdout
-    print(batch_summary(batch, report, saved, args), file=out)
+    print(batch_summary(batch, report, saved, args, notes), file=out)
     failed = report is None or report.failed
     return 0 if batch.succeeded() and not failed else 1
 
@@ -349,9 +359,11 @@ def _dashboard(
     from .app import create_app
 
     def hung_up() -> None:
-        if joblog is not None:
-            joblog.flush()
-        _save_unfinished(batch, args.unfinished)
+        try:
+            _save_unfinished(batch, args.unfinished)
+        finally:
+            if joblog is not None:
+                joblog.flush()
 
     _exit_on_hangup(hung_up, args.cancel_grace)
     app = create_app(
@@ -364,6 +376,7 @@ def _dashboard(
         handle_signals=True,
         total_jobs=batch.total,
         find_job=batch.handle,
+        resubmit=batch.resubmit,
     )
     app.run()
     return app.report
@@ -390,22 +403,41 @@ def _exit_on_hangup(save: Callable[[], None], cancel_grace: float) -> None:
 
     Nobody is left to watch, and the UI cannot be trusted to wind down: its
     writes to the dead terminal may block. So this runs as a plain signal
-    handler, outside the event loop: SIGTERM to every command's group,
-    SIGKILL after the cancel grace, the unfinished jobs saved, exit status 1.
+    handler, outside the event loop: the unfinished jobs saved, SIGTERM to
+    every command's group, SIGKILL after the cancel grace, exit status 1.
     """
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
         try:
-            children.terminate_all(cancel_grace)
-            save()
+            try:
+                save()  # first: it is quick, and it is what must not be lost
+            finally:
+                children.terminate_all(cancel_grace)
         finally:
             os._exit(1)
 
     signal.signal(signal.SIGHUP, on_hangup)
 
 
+def _older_unfinished(args: argparse.Namespace) -> list[str]:
+    """Nothing is left of this run: deal with an unfinished file already there."""
+    path = args.unfinished
+    if not os.path.exists(path):
+        return []
+    if args.jobs != "-" and os.path.samefile(args.jobs, path):
+        # This run took its jobs from it, and none is left: running it again
+        # would run them twice.
+        os.remove(path)
+        return [f"nothing is left of {path}: removed it"]
+    return [f"{path} is from an earlier run: none of this run's jobs is in it"]
+
+
 def batch_summary(
-    batch: Batch, report: ShutdownReport | None, saved: int, args: argparse.Namespace
+    batch: Batch,
+    report: ShutdownReport | None,
+    saved: int,
+    args: argparse.Namespace,
+    notes: Sequence[str] = (),
 ) -> str:
     """The lines that say how a run's jobs ended, and where the unfinished ones went."""
     counts = batch.outcomes()
@@ -429,6 +461,7 @@ def batch_summary(
             f"wpool-tui: {saved} unfinished job{'s' if saved != 1 else ''} saved to "
             f"{args.unfinished}; run them again with: {shlex.join(again)}"
         )
+    lines.extend(f"wpool-tui: {note}" for note in notes)
     return "\n".join(lines)
 
 

@@ -4,8 +4,9 @@ A job file holds one job a line, as a JSON object::
 
     {"id": "resize-1", "payload": "photo-1.jpg", "timeout": 30}
 
-Only ``payload`` is required. A string payload is encoded as UTF-8; any
-other JSON value becomes its compact JSON text. ``meta`` (an object of
+Only ``payload`` is required; a job without an ``id`` is named by its line
+number. A string payload is encoded as UTF-8; any other JSON value becomes
+its compact JSON text. ``meta`` (an object of
 strings) is kept too. With ``--shell`` a line is a shell command instead,
 its id its line number; a line that is a JSON object is still read as
 above, so that the unfinished jobs of a shell run can be run again.
@@ -83,7 +84,7 @@ def _parse_line(text: str, number: int, *, shell: bool) -> Job:
             except json.JSONDecodeError:
                 data = None  # a shell command that starts with a brace
             if isinstance(data, dict):
-                return _job_from_object(data)
+                return _job_from_object(data, number)
         return Job(id=str(number), payload=text.rstrip("\r").encode("utf-8"))
     try:
         data = json.loads(text)
@@ -91,10 +92,10 @@ def _parse_line(text: str, number: int, *, shell: bool) -> Job:
         raise ValueError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {_kind(data)}")
-    return _job_from_object(data)
+    return _job_from_object(data, number)
 
 
-def _job_from_object(data: dict[str, Any]) -> Job:
+def _job_from_object(data: dict[str, Any], number: int) -> Job:
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
@@ -105,7 +106,8 @@ def _job_from_object(data: dict[str, Any]) -> Job:
         encoded = payload.encode("utf-8")
     else:
         encoded = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-    fields: dict[str, Any] = {"payload": encoded}
+    # Without an id, a job is named by its line, as a shell command is.
+    fields: dict[str, Any] = {"payload": encoded, "id": str(number)}
     job_id = data.get("id")
     if job_id is not None:
         if isinstance(job_id, bool) or not isinstance(job_id, str | int) or job_id == "":
@@ -115,7 +117,9 @@ def _job_from_object(data: dict[str, Any]) -> Job:
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
-        if not (timeout > 0 and math.isfinite(timeout)):
+        if not math.isfinite(timeout):
+            raise ValueError(f"timeout must be a finite number of seconds, got {timeout!r}")
+        if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
         fields["timeout"] = float(timeout)
     meta = data.get("meta")

@@ -63,6 +63,8 @@ class TestOutcomes:
         assert (cause.exit_code, cause.output, str(cause)) == (7, "partial", "exit code 7")
         assert handle.error is not None
         assert handle.error.short() == "CommandFailed: exit code 7"
+        # The pool's own frames would only hide the news.
+        assert handle.error.traceback == "pool.commands.CommandFailed: exit code 7\n"
 
     async def test_a_command_not_found_says_so(self, shell: Pool) -> None:
         handle = await shell.submit(command("surely-not-a-command"))
@@ -103,17 +105,26 @@ class TestOutputFiles:
             handle = await pool.submit(command("seq 1 10", id="a/b"))
             result = await handle
         assert isinstance(result, CommandResult)
-        path = tmp_path / "out" / "a_b.out"
+        path = tmp_path / "out" / "a_b+c14cddc033.out"
         assert result.path == str(path)
         assert result.output == "8\n9\n10"
         assert path.read_text().split() == [str(n) for n in range(1, 11)]
 
     def test_retries_get_files_of_their_own(self, tmp_path: Path) -> None:
         commands = ShellCommands(output_dir=tmp_path)
-        job = Job(id="..x", payload=b"")
-        assert commands.output_path(job, 1) == str(tmp_path / "x.out")
-        assert commands.output_path(job, 3) == str(tmp_path / "x.3.out")
-        assert ShellCommands().output_path(job, 1) is None
+        x = Job(id="x", payload=b"")
+        assert commands.output_path(x, 1) == str(tmp_path / "x.out")
+        assert commands.output_path(x, 3) == str(tmp_path / "x+3.out")
+        assert ShellCommands().output_path(x, 1) is None
+
+    def test_ids_that_clean_up_alike_get_files_of_their_own(self, tmp_path: Path) -> None:
+        commands = ShellCommands(output_dir=tmp_path)
+        ids = ["a b", "a_b", "a/b", "x.2", "x", "..", "a_b+2"]
+        paths = {commands.output_path(Job(id=i, payload=b""), n) for i in ids for n in (1, 2)}
+        assert len(paths) == 2 * len(ids)
+        assert commands.output_path(Job(id="a b", payload=b""), 1) == str(
+            tmp_path / "a_b+c8687a08aa.out"
+        )
 
     def test_tail_lines_must_be_positive(self) -> None:
         with pytest.raises(ValueError, match=r"^tail_lines must be an int >= 1, got 0$"):

@@ -223,6 +223,14 @@ class TestErrorInfoFromException:
         assert "in _raise" in info.traceback
         assert info.traceback.rstrip().endswith("ValueError: bad input 42")
 
+    def test_a_bug_inside_the_pool_keeps_every_frame(self) -> None:
+        # Raised from the pool's own code, by no handler: the frames are the news.
+        with pytest.raises(TypeError) as caught:
+            Job(payload="text")  # type: ignore[arg-type]
+        info = ErrorInfo.from_exception(caught.value)
+        assert info.traceback.startswith("Traceback (most recent call last):\n")
+        assert "pool/job.py" in info.traceback
+
     def test_message_is_str_of_the_exception(self) -> None:
         assert ErrorInfo.from_exception(_caught(KeyError("k"))).message == "'k'"
 

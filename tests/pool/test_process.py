@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
 import os
 import signal
 import subprocess
@@ -596,18 +597,22 @@ class TestCrashes:
             "WorkerDied: process pool-w1 died: exit code 3"
         )
 
-    async def test_a_process_that_died_idle_fails_its_next_job(self) -> None:
+    async def test_a_job_for_a_process_that_died_idle_goes_to_the_next_one(self) -> None:
+        # The job never began: it is not failed but handed to the restarted worker.
         async with process_pool(act, restart_backoff=0.0) as pool:
             pid = await pid_of(pool)
             os.kill(pid, signal.SIGKILL)
             await gone(pid)
-            handle = await pool.submit(Job(id="late"))
-            with pytest.raises(
-                JobFailedError,
-                match=r"^job 'late' failed: WorkerDied: worker w1 crashed: process pool-w1 died: killed by SIGKILL$",
-            ):
-                await handle
-            assert await (await pool.submit(Job(payload=b"next"))) == b"next"
+            sub = pool.events()
+            handle = await pool.submit(Job(id="late", payload=b"next"))
+            assert await handle == b"next"
+            assert handle.attempts == 1
+            retry = await next_event(sub, events.JobRetryScheduled)
+            assert retry.error.message == (
+                "process pool-w1 died: killed by SIGKILL before the job began"
+            )
+            stats = pool.stats()
+            assert (stats.restarts, stats.failed, stats.succeeded) == (1, 0, 2)
 
     async def test_a_handler_the_child_cannot_import_is_a_crash(self) -> None:
         module = types.ModuleType("wpool_nowhere")
@@ -618,15 +623,13 @@ class TestCrashes:
         sys.modules[module.__name__] = module
         try:
             async with process_pool(fn, max_restarts=0) as pool:
-                handle = await pool.submit(Job(id="j"))
-                with pytest.raises(
-                    JobFailedError,
-                    match=r"^job 'j' failed: ModuleNotFoundError: worker w1 crashed: No module named 'wpool_nowhere'$",
-                ):
-                    await handle
-                assert handle.error is not None
-                assert "No module named 'wpool_nowhere'" in handle.error.traceback
-                await pool.wait_stopped()
+                # The worker crashes before it takes any job, and the pool gives up.
+                report = await pool.wait_stopped()
+            assert report.reason is not None
+            assert report.reason.startswith(
+                "worker w1 crashed 1 times within 5s (max_restarts=0): "
+            )
+            assert report.reason.endswith("ModuleNotFoundError: No module named 'wpool_nowhere'")
             assert pool.phase is PoolPhase.FAILED
         finally:
             del sys.modules[module.__name__]
@@ -639,17 +642,40 @@ class TestCrashes:
 
         monkeypatch.setattr(subprocess, "Popen", no_more)
         async with process_pool(echo, max_restarts=0) as pool:
-            sub = pool.events()
-            handle = await pool.submit(Job(id="j"))
-            with pytest.raises(
-                JobFailedError,
-                match=r"^job 'j' failed: OSError: worker w1 crashed: \[Errno 24\] Too many open files$",
-            ):
-                await handle
-            output = await next_event(sub, events.JobOutputCaptured)
-            assert (output.exit_code, output.output) == (None, "")
-            await pool.wait_stopped()
+            report = await pool.wait_stopped()
         assert pool.phase is PoolPhase.FAILED
+        assert report.reason is not None
+        assert report.reason.endswith("OSError: [Errno 24] Too many open files")
+
+    async def test_a_child_that_hangs_loading_the_handler_is_given_up_on(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(ProcessRunner, "load_timeout", 0.0)
+        async with process_pool(echo, max_restarts=0) as pool:
+            report = await pool.wait_stopped()
+        assert report.reason is not None
+        assert report.reason.endswith("did not load its handler within 0s")
+
+    async def test_shutdown_does_not_wait_for_a_child_still_loading(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A handler whose module hangs on import in the child (never here).
+        (tmp_path / "wpool_hangs_on_load.py").write_text(
+            "import sys, time\n"
+            "if sys.argv[0] == '-c':\n"
+            "    time.sleep(600)\n"
+            "def handler(job, ctx):\n"
+            "    return b''\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        module = importlib.import_module("wpool_hangs_on_load")
+        pool = Pool(module.handler, runner="process", workers=1)
+        starting = asyncio.ensure_future(pool.start())
+        await asyncio.sleep(0)  # start() has spawned the worker; its child loads forever
+        report = await pool.shutdown(grace=0.0, cancel_grace=0.0)
+        await starting
+        assert report.failed is False
+        assert pool.phase is PoolPhase.STOPPED
 
 
 class TestShutdown:
@@ -705,9 +731,6 @@ class TestRunner:
         assert not alive(pid)
         assert pid not in children.live_groups()
         assert repr(runner) == f"<ProcessRunner solo pid={pid} [dead]>"
-
-    def test_cancels_through_the_runner_not_the_task(self) -> None:
-        assert ProcessRunner.cancels_task is False
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,15 +6,14 @@ import argparse
 import asyncio
 import io
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from pool import Job, ManualClock, Pool, PoolPhase, ShutdownReport, children
-from tests.helpers import Script, outlives, release_all, settle
+from pool import Job, ManualClock, Pool, PoolPhase, ShutdownReport, children, events
+from tests.helpers import Script, next_event, outlives, release_all, settle
 from tui import cli
 from tui.batch import JOBLOG_HEADER, Batch
 from tui.cli import UsageError, batch_summary, build_run_parser, import_handler
@@ -49,7 +48,7 @@ class TestJobFile:
             ("7", b"3", None),
         ]
         assert (jobs[1].payload, dict(jobs[1].meta)) == (b'{"n":[1,2]}', {"k": "v"})
-        assert jobs[1].id.startswith("job-")
+        assert jobs[1].id == "3"  # named by its line
 
     @pytest.mark.parametrize(
         ("line", "message"),
@@ -190,6 +189,7 @@ class TestBatch:
             "timed_out": 0,
             "cancelled": 4,
             "abandoned": 0,
+            "not ended": 0,
             "not submitted": 4,
         }
         assert len(log.getvalue().splitlines()) == 1 + 4
@@ -288,24 +288,31 @@ class TestNothingLost:
     def test_a_crash_of_the_dashboard_saves_the_jobs_and_kills_the_commands(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        (tmp_path / "cmds.txt").write_text("echo a\necho b\n")
-        started: list[subprocess.Popen[bytes]] = []
+        (tmp_path / "cmds.txt").write_text("sleep 60\necho b\n")
+        groups: list[int] = []
 
-        def crash(*args: object) -> None:
-            command = subprocess.Popen(["sleep", "60"], start_new_session=True)
-            children.track(command.pid)
-            started.append(command)
-            raise RuntimeError("the dashboard crashed")
+        def crash(pool: Pool, batch: Batch, *args: object) -> None:
+            # The real pool and batch run a real command; then the UI dies.
+            async def dashboard() -> None:
+                sub = pool.events()
+                await pool.start()
+                feeding = asyncio.ensure_future(batch.feed())
+                await next_event(sub, events.JobStarted, lambda e: e.job_id == "1")
+                groups.extend(children.live_groups())
+                assert not feeding.done()
+                raise RuntimeError("the dashboard crashed")
+
+            asyncio.run(dashboard())
 
         monkeypatch.setattr(cli, "_dashboard", crash)
         monkeypatch.chdir(tmp_path)
         with pytest.raises(RuntimeError, match=r"^the dashboard crashed$"):
-            cli.run_main(["--shell", "--jobs", "cmds.txt"])
-        (command,) = started
-        assert not outlives(command.pid)
-        assert command.wait() == -9
+            cli.run_main(["--shell", "--jobs", "cmds.txt", "--workers", "1"])
+        (group,) = groups
+        assert not outlives(group)
+        assert children.live_groups() == frozenset()
         saved = (tmp_path / "wpool-unfinished.jsonl").read_text().splitlines()
-        assert [json.loads(line)["payload"] for line in saved] == ["echo a", "echo b"]
+        assert [json.loads(line)["payload"] for line in saved] == ["sleep 60", "echo b"]
 
     def test_an_unwritable_unfinished_file_prints_the_jobs(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -330,3 +337,95 @@ class TestNothingLost:
         assert capsys.readouterr().err == (
             f"wpool-tui run: error: cannot write --unfinished {left}: no folder {left.parent}\n"
         )
+
+
+class TestRerun:
+    def test_a_rerun_that_leaves_nothing_removes_its_unfinished_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        write_jobs("wpool-unfinished.jsonl", [Job(id="7", payload=b"true")])
+        argv = ["--shell", "--headless", "--jobs", "wpool-unfinished.jsonl"]
+        assert cli.run_main(argv) == 0
+        assert not (tmp_path / "wpool-unfinished.jsonl").exists()
+        err = capsys.readouterr().err
+        assert "wpool-tui: nothing is left of wpool-unfinished.jsonl: removed it\n" in err
+
+    def test_an_older_unfinished_file_is_left_alone_and_named(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        write_jobs("wpool-unfinished.jsonl", [Job(id="old", payload=b"false")])
+        (tmp_path / "cmds.txt").write_text("true\n")
+        assert cli.run_main(["--shell", "--headless", "--jobs", "cmds.txt"]) == 0
+        assert "old" in (tmp_path / "wpool-unfinished.jsonl").read_text()
+        assert (
+            "wpool-tui: wpool-unfinished.jsonl is from an earlier run: "
+            "none of this run's jobs is in it\n"
+        ) in capsys.readouterr().err
+
+
+class FailingLog(io.StringIO):
+    """A joblog whose disk fills after ``room`` writes."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if self.room <= 0:
+            raise OSError(28, "No space left on device")
+        self.room -= 1
+        return super().write(text)
+
+
+class TestJoblogTrouble:
+    async def test_a_joblog_that_fails_does_not_stall_the_run(self, clock: ManualClock) -> None:
+        pool = Pool(Script(), workers=2, clock=clock)
+        await pool.start()
+        log = FailingLog(room=2)  # the header and one line
+        batch = Batch(pool, [Job(id=f"j{n}", payload=b"ok") for n in range(4)], joblog=log)
+        await batch.feed()
+        assert pool.phase is PoolPhase.STOPPED
+        assert batch.succeeded()
+        assert batch.joblog_error is not None
+        assert batch.joblog_error.strerror == "No space left on device"
+        assert len(log.getvalue().splitlines()) == 2
+
+    def test_a_joblog_that_cannot_be_written_at_all_is_bad_usage(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (tmp_path / "cmds.txt").write_text("true\n")
+        argv = ["--shell", "--headless", "--jobs", str(tmp_path / "cmds.txt")]
+        assert cli.run_main([*argv, "--joblog", "/dev/full"]) == 2
+        assert capsys.readouterr().err == (
+            "wpool-tui run: error: cannot write the joblog /dev/full: No space left on device\n"
+        )
+
+
+class TestResubmit:
+    async def test_a_resubmitted_job_is_the_batchs_again(self, clock: ManualClock) -> None:
+        script = Script()
+        pool = Pool(script, workers=2, clock=clock)
+        await pool.start()
+        log = io.StringIO()
+        batch = Batch(
+            pool, [Job(id="bad", payload=b"fail"), Job(id="wait", payload=b"hold")], joblog=log
+        )
+        feeding = asyncio.ensure_future(batch.feed())
+        await settle()
+        assert batch.outcomes()["failed"] == 1
+        again = await batch.resubmit("bad")
+        assert batch.handle("bad") is again
+        await settle()
+        script.release()
+        await settle()
+        await feeding  # both ended (the resubmitted one failed again): the pool stops
+        assert pool.phase is PoolPhase.STOPPED
+        assert batch.outcomes()["failed"] == 1
+        rows = [row.split("\t") for row in log.getvalue().splitlines()[1:]]
+        assert sorted((r[0], r[1], r[5]) for r in rows) == [
+            ("1", "bad", "failed"),
+            ("1", "bad", "failed"),
+            ("2", "wait", "succeeded"),
+        ]
