@@ -4,6 +4,11 @@ The pool never waits for a subscriber. Each subscription buffers up to
 ``maxsize`` events; past that it drops them and counts how many, and the
 subscriber gets one :class:`~pool.events.EventsDropped` in their place, at
 the point where the gap is, and resyncs from ``pool.snapshot()``.
+
+An event that every subscriber would drop is not even built: while no
+subscription has room (:attr:`EventBus.room` is false), the publisher only
+calls :meth:`EventBus.skip`, which takes the next sequence number; each
+subscription counts the skipped events in its next notice, exactly.
 """
 
 from __future__ import annotations
@@ -61,9 +66,17 @@ class Subscription:
         if self._missed:
             self._flush_missed()
         buffer.append(event)
+        if len(buffer) >= self._maxsize:
+            self._bus._filled()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _made_room(self) -> None:
+        # Called after events left the buffer: if it has room now and the bus
+        # was skipping, the skipped events are counted before any new one comes.
+        if not self._bus.room and len(self._buffer) < self._maxsize and not self._closed:
+            self._bus._reopen()
 
     def _flush_missed(self) -> None:
         seq, at = self._last_missed
@@ -85,10 +98,15 @@ class Subscription:
 
     def drain(self) -> list[PoolEvent]:
         """Take every buffered event (with a drop notice where events were missed)."""
+        bus = self._bus
+        if not bus.room and not self._closed:
+            bus._settle_skipped()  # the skipped events join the notice at the end
         if self._missed:
             self._flush_missed()
         out = list(self._buffer)
         self._buffer.clear()
+        if not bus.room and not self._closed:
+            bus._rebind()
         return out
 
     async def wait(self) -> bool:
@@ -115,7 +133,9 @@ class Subscription:
             raise StopAsyncIteration
         if not self._buffer:
             self._flush_missed()
-        return self._buffer.popleft()
+        event = self._buffer.popleft()
+        self._made_room()
+        return event
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -134,15 +154,29 @@ class Subscription:
 
 
 class EventBus:
-    """Hands each published event to every subscription, never waiting."""
+    """Hands each published event to every subscription, never waiting.
 
-    __slots__ = ("_closed", "_subs", "publish", "seq")
+    A publisher builds an event only while :attr:`room` is true; otherwise,
+    if anyone is subscribed, it calls :meth:`skip` instead::
+
+        if bus.room:
+            bus.seq += 1
+            bus.publish(make_event(bus.seq, ...))
+        elif bus.active:
+            bus.skip(now)
+    """
+
+    __slots__ = ("_closed", "_skipped", "_skipped_at", "_subs", "publish", "room", "seq")
 
     def __init__(self) -> None:
         self.seq = 0
-        """The sequence number of the last event published."""
+        """The sequence number of the last event published or skipped."""
         self._subs: list[Subscription] = []
         self._closed = False
+        self.room = False
+        """Whether some subscription has room: only then is an event worth building."""
+        self._skipped = 0
+        self._skipped_at = 0.0
         self.publish: Callable[[PoolEvent], None] = self._publish_all
         """Buffer an event for every subscription."""
 
@@ -151,6 +185,36 @@ class EventBus:
         # dashboard) is the usual case: then publish is its buffer's own push.
         subs = self._subs
         self.publish = subs[0]._push if len(subs) == 1 else self._publish_all
+        self.room = any(len(sub._buffer) < sub._maxsize for sub in subs)
+
+    def skip(self, at: float) -> None:
+        """Take the next ``seq`` for an event at time ``at`` that nobody has room for.
+
+        Only while :attr:`room` is false and someone is subscribed: every
+        subscription counts it as missed.
+        """
+        self.seq += 1
+        self._skipped += 1
+        self._skipped_at = at
+
+    def _filled(self) -> None:
+        # A subscription's buffer is full: is any other's not?
+        self.room = any(len(sub._buffer) < sub._maxsize for sub in self._subs)
+
+    def _settle_skipped(self) -> None:
+        # Every subscription was full while these were skipped: all missed them.
+        skipped = self._skipped
+        if skipped:
+            last = (self.seq, self._skipped_at)
+            for sub in self._subs:
+                sub._missed += skipped
+                sub._last_missed = last
+            self._skipped = 0
+
+    def _reopen(self) -> None:
+        # A subscription has room again.
+        self._settle_skipped()
+        self._rebind()
 
     @property
     def active(self) -> bool:
@@ -163,12 +227,14 @@ class EventBus:
         if self._closed:
             sub._close()
         else:
+            self._settle_skipped()
             self._subs.append(sub)
             self._rebind()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subs:
+            self._settle_skipped()
             self._subs.remove(sub)
             self._rebind()
 
@@ -179,6 +245,7 @@ class EventBus:
     def close(self) -> None:
         """End every subscription: the pool will publish nothing more."""
         self._closed = True
+        self._settle_skipped()
         subs, self._subs = self._subs, []
         self._rebind()
         for sub in subs:

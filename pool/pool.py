@@ -453,9 +453,11 @@ class Pool:
         self._queued += 1
         self._dispatch(handle)
         bus = self._bus
-        if bus._subs:
+        if bus.room:
             bus.seq += 1
             bus.publish(_make_submitted(bus.seq, now, job.id, self._queued))
+        elif bus._subs:
+            bus.skip(now)  # every subscriber is full: it would be dropped unread
         return handle
 
     def _dispatch(self, handle: JobHandle) -> None:
@@ -547,11 +549,13 @@ class Pool:
         ctx = JobContext(handle.job, worker.id, handle._attempt, deadline, handle, self)
         handle._ctx = ctx
         bus = self._bus
-        if bus._subs:
+        if bus.room:
             bus.seq += 1
             bus.publish(
                 _make_started(bus.seq, now, handle.job.id, worker.id, handle._attempt, waited)
             )
+        elif bus._subs:
+            bus.skip(now)
         return ctx
 
     def _end_job(
@@ -573,13 +577,15 @@ class Pool:
             handle._error = handle._exc = None  # an earlier attempt's error is no longer the job's
             self._terminal(handle, _SUCCEEDED, now)
             bus = self._bus
-            if bus._subs:
+            if bus.room:
                 bus.seq += 1
                 bus.publish(
                     _make_succeeded(
                         bus.seq, now, handle.job.id, worker.id, handle._attempt, duration
                     )
                 )
+            elif bus._subs:
+                bus.skip(now)
         elif reason is None:
             assert exc is not None
             worker.jobs_failed += 1
@@ -709,12 +715,14 @@ class Pool:
             return  # reported after the attempt ended
         handle._progress = (fraction, message)
         bus = self._bus
-        if bus._subs:
+        if bus.room:
             bus.seq += 1
             worker_id = handle._worker_id or ""
             bus.publish(
                 _make_progressed(bus.seq, self._now(), handle.job.id, worker_id, fraction, message)
             )
+        elif bus._subs:
+            bus.skip(self._now())
 
     def _job_output(
         self,
@@ -728,11 +736,14 @@ class Pool:
         if handle._attempt != attempt or self._phase.is_final:
             return  # a later attempt has begun, or PoolStopped has been told
         bus = self._bus
-        if bus._subs:  # the sequence counts published events only
+        now = self._now()
+        if bus.room:  # the sequence counts published (or skipped) events only
             bus.seq += 1
+        elif bus._subs:
+            bus.skip(now)
         event = ev.JobOutputCaptured(
             seq=bus.seq,
-            at=self._now(),
+            at=now,
             job_id=handle.job.id,
             worker_id=worker_id,
             attempt=attempt,
@@ -741,7 +752,7 @@ class Pool:
             path=path,
         )
         handle._output = event
-        if bus._subs:
+        if bus.room:
             bus.publish(event)
 
     # --- cancelling ---------------------------------------------------------
@@ -1419,10 +1430,12 @@ class Pool:
 
     def _emit(self, cls: type[ev.Event], at: float | None = None, **fields: Any) -> None:
         bus = self._bus
-        if bus._subs:
+        if bus.room:
             bus.seq += 1
             event: ev.PoolEvent = cls(seq=bus.seq, at=self._now() if at is None else at, **fields)  # type: ignore[assignment]
             bus.publish(event)
+        elif bus._subs:
+            bus.skip(self._now() if at is None else at)
 
     def __repr__(self) -> str:
         return (

@@ -429,6 +429,13 @@ class DashboardState:
     def resync(self, snapshot: PoolSnapshot) -> None:
         """Take counts, workers and phase from ``snapshot`` (after missing events)."""
         stats = snapshot.stats
+        if self._spark_second is not None:
+            # Jobs that ended in the gap count in the sparkline (and so in the
+            # throughput) too, as ending now: the gap is at most a frame old.
+            unseen = stats.finished - self.finished
+            if unseen > 0:
+                self._roll_spark(int(max(self.now, snapshot.at)))
+                self._spark[-1] += unseen
         self.seq = snapshot.seq
         self.now = max(self.now, snapshot.at)
         self.phase = snapshot.phase

@@ -30,6 +30,24 @@ class Feed:
         return out
 
 
+class Source:
+    """Publishes as the pool does: builds an event only while the bus has room, else skips."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.built = 0
+
+    def publish(self, count: int = 1) -> None:
+        bus = self.bus
+        for _ in range(count):
+            if bus.room:
+                bus.seq += 1
+                self.built += 1
+                bus.publish(ev.WorkerStarted(seq=bus.seq, at=100.0 + bus.seq, worker_id="w"))
+            elif bus.active:
+                bus.skip(100.0 + bus.seq + 1)
+
+
 def dropped(seq: int, missed: int) -> ev.EventsDropped:
     """The notice for ``missed`` events up to ``seq`` (at: as :class:`Feed` times them)."""
     return ev.EventsDropped(seq=seq, at=100.0 + seq, missed=missed)
@@ -191,6 +209,117 @@ class TestBound:
                 assert event.seq == last + 1
             last = event.seq
         assert last == feed.seq
+
+
+class TestSkip:
+    def test_room_follows_the_buffers(self) -> None:
+        bus = EventBus()
+        assert bus.room is False
+        sub = bus.subscribe(2)
+        assert bus.room is True
+        Source(bus).publish(2)
+        assert bus.room is False
+        sub.drain()
+        assert bus.room is True
+        sub.close()
+        assert bus.room is False
+
+    def test_no_event_is_built_once_every_buffer_is_full(self) -> None:
+        bus = EventBus()
+        sub = bus.subscribe(3)
+        source = Source(bus)
+        source.publish(10)
+
+        assert source.built == 3
+        assert bus.seq == 10
+        got = sub.drain()
+        assert [e.seq for e in got[:3]] == [1, 2, 3]
+        assert got[3:] == [dropped(seq=10, missed=7)]
+
+    async def test_reading_one_event_lets_the_next_in_behind_the_notice(self) -> None:
+        bus = EventBus()
+        sub = bus.subscribe(2)
+        source = Source(bus)
+        source.publish(5)  # 1-2 buffered, 3-5 skipped
+
+        assert (await anext(sub)).seq == 1
+        source.publish(1)  # 6: room for it, behind the notice for 3-5
+
+        assert sub.drain() == [
+            ev.WorkerStarted(seq=2, at=102.0, worker_id="w"),
+            dropped(seq=5, missed=3),
+            ev.WorkerStarted(seq=6, at=106.0, worker_id="w"),
+        ]
+
+    def test_a_subscriber_with_room_keeps_getting_every_event(self) -> None:
+        bus = EventBus()
+        slow, fast = bus.subscribe(2), bus.subscribe(100)
+        source = Source(bus)
+        source.publish(6)
+
+        assert source.built == 6
+        assert [e.seq for e in fast.drain()] == [1, 2, 3, 4, 5, 6]
+        assert slow.drain()[2:] == [dropped(seq=6, missed=4)]
+
+    def test_events_skipped_before_a_subscriber_came_are_not_its_own(self) -> None:
+        bus = EventBus()
+        full = bus.subscribe(1)
+        source = Source(bus)
+        source.publish(3)  # 1 buffered, 2-3 skipped
+        late = bus.subscribe(10)
+        source.publish(1)
+
+        assert late.drain() == [ev.WorkerStarted(seq=4, at=104.0, worker_id="w")]
+        assert full.drain() == [
+            ev.WorkerStarted(seq=1, at=101.0, worker_id="w"),
+            dropped(seq=4, missed=3),
+        ]
+
+    def test_closing_counts_what_was_skipped(self) -> None:
+        bus = EventBus()
+        sub = bus.subscribe(1)
+        Source(bus).publish(4)
+        bus.close()
+
+        assert sub.drain()[1:] == [dropped(seq=4, missed=3)]
+
+    # Operations on two subscriptions of different bounds: ("publish", n),
+    # ("read", i) takes one event from subscription i, ("drain", i) takes all.
+    @given(
+        sizes=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+        ops=st.lists(
+            st.tuples(st.sampled_from(["publish", "read", "drain"]), st.integers(0, 5)),
+            max_size=40,
+        ),
+    )
+    async def test_nothing_is_lost_silently_when_events_are_skipped(
+        self, sizes: tuple[int, int], ops: list[tuple[str, int]]
+    ) -> None:
+        bus = EventBus()
+        subs = [bus.subscribe(size) for size in sizes]
+        source = Source(bus)
+        delivered: list[list[ev.PoolEvent]] = [[], []]
+        for op, arg in ops:
+            which = arg % 2
+            sub = subs[which]
+            if op == "publish":
+                source.publish(arg + 1)
+            elif op == "read" and sub.pending():
+                delivered[which].append(await anext(sub))
+            elif op == "drain":
+                delivered[which].extend(sub.drain())
+            assert bus.room == any(s.pending() < s.maxsize for s in subs)
+        for which, sub in enumerate(subs):
+            delivered[which].extend(sub.drain())
+            last = 0
+            for event in delivered[which]:
+                if isinstance(event, ev.EventsDropped):
+                    assert event.missed >= 1
+                    assert event.seq - last == event.missed
+                else:
+                    assert event.seq == last + 1
+                last = event.seq
+            assert last == bus.seq
 
 
 class TestWait:

@@ -1077,6 +1077,30 @@ class TestEvents:
         assert snap.stats.succeeded == 50
         await finish(pool, clock)
 
+    async def test_a_full_subscriber_gets_events_again_once_it_has_read(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=2, queue_size=100)
+        await pool.start()
+        slow = pool.events(maxsize=3)
+        for _ in range(10):
+            await pool.submit_nowait(Job(payload=b"ok"))
+        first = slow.drain()
+        await pool.submit_nowait(Job(payload=b"ok", id="after"))
+        second = slow.drain()
+
+        gap = first[-1]
+        assert isinstance(gap, events.EventsDropped)
+        assert len(first) - 1 + gap.missed == gap.seq
+        assert [type(e) for e in second] == [
+            events.JobSubmitted,
+            events.JobStarted,
+            events.JobSucceeded,
+        ]
+        assert [e.seq for e in second] == [gap.seq + 1, gap.seq + 2, gap.seq + 3]
+        assert pool.snapshot().seq == gap.seq + 3
+        await finish(pool, clock)
+
     async def test_iteration_ends_after_the_pool_stops(self, clock: ManualClock) -> None:
         pool = make(Script(), clock)
         await pool.start()

@@ -29,15 +29,24 @@ class Summary(Static):
     def show(self, state: DashboardState, *, frozen: bool = False) -> None:
         """Render ``state``.
 
-        The screen's layout is redone only when the summary's height may have
-        changed: a layout each frame costs more than the summary itself.
+        The screen's layout is redone only when the summary's height has
+        changed: a layout each frame costs more than the summary itself, and
+        it repaints every widget on the screen.
         """
         text = render_summary(state, frozen=frozen)
         width = self.content_size.width
-        lines = text.plain.split("\n")
-        fits = width > 0 and all(cell_len(line) <= width for line in lines)
-        shape = (len(lines), width) if fits else None  # no line wraps: one row each
-        self.update(text, layout=shape is None or shape != self._shape)
+        self.update(text, layout=False)
+        shape = None
+        if width > 0:
+            lines = text.plain.split("\n")
+            if all(cell_len(line) <= width for line in lines):
+                height = len(lines)  # no line wraps: one row each
+            else:
+                # Wrapped (a long resync note): measured as the layout measures it.
+                height = self.get_content_height(self.size, self.app.size, width)
+            shape = (height, width)
+        if shape is None or shape != self._shape:
+            self.refresh(layout=True)
         self._shape = shape
 
 
