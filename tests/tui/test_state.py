@@ -1364,6 +1364,24 @@ class TestResync:
         assert watch.state.workers[handle.worker_id or ""].job_id == "h"
         await stop(pool, clock, handler)
 
+    async def test_jobs_that_ended_in_a_gap_count_in_the_sparkline(
+        self, clock: ManualClock
+    ) -> None:
+        handler = Handler()
+        pool = Pool(handler, clock=clock, workers=2)
+        watch = Watch(pool, maxsize=4)
+        await pool.start()
+        await settle()
+        watch.fold()
+        for i in range(5):
+            pool.submit_nowait(Job(payload=b"ok", id=f"j{i}"))
+        await settle()
+
+        assert watch.fold()[1] is True
+        assert watch.state.succeeded == 5
+        assert sum(watch.state.sparkline()) == 5
+        await stop(pool, clock, handler)
+
     async def test_a_resync_with_a_waiting_job_forgets_its_age_once_the_queue_empties(
         self, clock: ManualClock
     ) -> None:
