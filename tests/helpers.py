@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pool import Job, JobContext, Subscription, events
 
-E = TypeVar("E", bound=events.Event)
+E = TypeVar("E", bound=events.PoolEvent)
 
 _held: list[Script | ThreadScript] = []
 

@@ -543,7 +543,7 @@ def _succeeded(state: DashboardState, event: events.JobSucceeded) -> None:
     state.log_total += 1
 
 
-_FAST_FOLDS: dict[type[events.Event], Callable[[DashboardState, Any], None]] = {
+_FAST_FOLDS: dict[type[Any], Callable[[DashboardState, Any], None]] = {
     events.JobSubmitted: _submitted,
     events.JobStarted: _started,
     events.JobSucceeded: _succeeded,

@@ -94,7 +94,7 @@ TERMINAL_COUNTER: Final = {
     JobState.ABANDONED: "abandoned",
 }
 
-TERMINAL_EVENT: Final[dict[type[events.Event], JobState]] = {
+TERMINAL_EVENT: Final[dict[type[Any], JobState]] = {
     events.JobSucceeded: JobState.SUCCEEDED,
     events.JobFailed: JobState.FAILED,
     events.JobTimedOut: JobState.TIMED_OUT,
