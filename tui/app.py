@@ -10,6 +10,7 @@ never waits for it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -162,8 +163,10 @@ class WpoolApp(App[int]):
         total_jobs: int | None = None,
         find_job: Callable[[str], JobHandle | None] | None = None,
         resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         super().__init__()
+        self._freeze_gc = freeze_gc
         if not animate:
             self.animation_level = "none"
         self._handle_signals = handle_signals
@@ -218,6 +221,12 @@ class WpoolApp(App[int]):
         if self.pool.phase is PoolPhase.CREATED:
             await self.pool.start()
         self.refresh_now()
+        if self._freeze_gc:
+            # What exists now (modules, widgets, styles) lives as long as the
+            # program: out of the collector's full scans, which otherwise stop
+            # the UI for 40-100 ms now and then under a flood of events.
+            gc.collect()
+            gc.freeze()
         self.set_interval(1 / FPS, self._tick, name="frame")
         if self._handle_signals:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.on_terminate)
@@ -639,6 +648,7 @@ def create_app(
     total_jobs: int | None = None,
     find_job: Callable[[str], JobHandle | None] | None = None,
     resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
+    freeze_gc: bool = False,
 ) -> WpoolApp:
     """The dashboard for ``pool`` (started on mount if it is not yet).
 
@@ -647,6 +657,8 @@ def create_app(
     (a batch of known size) adds overall progress and an ETA; ``find_job``
     finds the handle of any job of the batch, ended ones included;
     ``resubmit`` runs a failed job again in its stead (the batch's account).
+    ``freeze_gc`` is for a program whose main UI this is: once mounted, what
+    exists is frozen out of the garbage collector's full scans (``gc.freeze``).
     """
     return WpoolApp(
         pool,
@@ -663,4 +675,5 @@ def create_app(
         total_jobs=total_jobs,
         find_job=find_job,
         resubmit=resubmit,
+        freeze_gc=freeze_gc,
     )

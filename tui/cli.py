@@ -253,6 +253,7 @@ def demo_main(argv: Sequence[str]) -> int:
             cancel_grace=args.cancel_grace,
             on_started=feed,
             handle_signals=True,
+            freeze_gc=True,
         )
         code = app.run()
         print(summary(app.report))
@@ -374,6 +375,7 @@ def _dashboard(
         cancel_grace=args.cancel_grace,
         on_started=batch.feed,
         handle_signals=True,
+        freeze_gc=True,
         total_jobs=batch.total,
         find_job=batch.handle,
         resubmit=batch.resubmit,

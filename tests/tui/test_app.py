@@ -10,6 +10,7 @@ screen is the point.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -854,3 +855,18 @@ class TestShutdownsBegunElsewhere:
             assert handle.state is JobState.SUCCEEDED
         assert app.return_value == 0
         assert app.report is not None
+
+
+# --- garbage collection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_the_command_freezes_what_exists_once_mounted(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, freeze: bool
+) -> None:
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(len(frozen)))
+    app = rig.app(freeze_gc=freeze)
+    async with running(app, rig) as pilot:
+        await frame(pilot)
+        assert frozen == ([0] if freeze else [])
