@@ -69,8 +69,11 @@ class Subscription:
         if len(buffer) >= self._maxsize:
             self._bus._filled()
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            # Woken once: the pushes until the reader runs need not look again.
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _made_room(self) -> None:
         # Called after events left the buffer: if it has room now and the bus
