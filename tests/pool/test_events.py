@@ -302,10 +302,9 @@ class TestEventObjects:
         assert not hasattr(event, "__dict__")
         assert "__slots__" in vars(type(event))
 
-    @pytest.mark.parametrize("name", EVENT_NAMES)
+    # A named tuple (the per-job events) takes its fields by position too.
+    @pytest.mark.parametrize("name", [n for n in EVENT_NAMES if n not in TUPLE_EVENTS])
     def test_keyword_only(self, name: str) -> None:
-        if name in TUPLE_EVENTS:
-            pytest.skip("a named tuple takes its fields by position too")
         values = list(sample_fields(ev.EVENT_TYPES[name], fill_optional=True).values())
         construct: Callable[..., object] = ev.EVENT_TYPES[name]
 
