@@ -91,14 +91,12 @@ def _failure_message(exit_code: int, output: str) -> str:
 class OutputTail:
     """The last lines of a stream of bytes, bounded in lines and in line length."""
 
-    __slots__ = ("_lines", "_max_line", "_partial", "dropped")
+    __slots__ = ("_lines", "_max_line", "_partial")
 
     def __init__(self, lines: int = 100, max_line: int = 500) -> None:
         self._lines: deque[str] = deque(maxlen=lines)
         self._max_line = max_line
         self._partial = b""
-        self.dropped = 0
-        """Lines that fell off the front."""
 
     def feed(self, data: bytes) -> None:
         """Add bytes as they arrive; a line may span several calls."""
@@ -115,8 +113,6 @@ class OutputTail:
         text = line.decode("utf-8", "replace").rstrip("\r")
         if len(text) > self._max_line:
             text = text[: self._max_line - 1] + "…"
-        if len(self._lines) == self._lines.maxlen:
-            self.dropped += 1
         self._lines.append(text)
 
     def text(self) -> str:

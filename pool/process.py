@@ -204,7 +204,6 @@ class ProcessRunner:
         "_proc",
         "_rbuf",
         "_ready",
-        "_returncode",
         "_seq",
         "_sock",
         "_started",
@@ -240,7 +239,6 @@ class ProcessRunner:
         self._abandoned: JobContext | None = None  # told its exit code once reaped
         self._dead: str | None = None  # why no more jobs can run here
         self._fatal: BaseException | None = None  # why the child could not load the handler
-        self._returncode: int | None = None
         self._stopping = False
         self._kill_timer: asyncio.TimerHandle | None = None
         self._exited: asyncio.Future[None] | None = None
@@ -551,7 +549,6 @@ class ProcessRunner:
         proc = self._proc
         assert proc is not None
         self._read(drain=True)  # a reply sent just before it died still counts
-        self._returncode = code
         if self._dead is None:  # else it was already given up on, for a reason of its own
             self._dead = f"process {self._name} died: {exit_description(code)}"
         fut, ctx = self._pending, self._ctx

@@ -165,6 +165,17 @@ class WpoolApp(App[int]):
         resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
         freeze_gc: bool = False,
     ) -> None:
+        """The dashboard for ``pool`` (started on mount if it is not yet).
+
+        Tests pass a pool on a :class:`pool.ManualClock` and the same clock
+        here, so that what is drawn does not depend on real time.
+        ``total_jobs`` (a batch of known size) adds overall progress and an
+        ETA; ``find_job`` finds the handle of any job of the batch, ended
+        ones included; ``resubmit`` runs a failed job again in its stead (the
+        batch's account). ``freeze_gc`` is for a program whose main UI this
+        is: once mounted, what exists is frozen out of the garbage
+        collector's full scans (``gc.freeze``).
+        """
         super().__init__()
         self._freeze_gc = freeze_gc
         if not animate:
@@ -192,7 +203,6 @@ class WpoolApp(App[int]):
         self._want_target: int | None = None
         self._want_paused: bool | None = None
         self._terms = 0
-        self._frames = 0
         self._ticks = 0
         self._flooded = False
         self._drawn_all_at = 0.0
@@ -274,7 +284,6 @@ class WpoolApp(App[int]):
             return  # a last frame while the app tears its screen down
         summary.show(state, frozen=False)
         self.query_one(Countdown).show(state)
-        self._frames += 1
         if self._flooded:
             # Real time, not the pool's clock: this budgets the loop's own time.
             now = time.monotonic()
@@ -475,15 +484,7 @@ class WpoolApp(App[int]):
         for letter in reversed(self.pool.dead_letters()):
             if letter.job.id == job_id:
                 self.push_screen(
-                    JobDetailScreen(
-                        JobDetail(
-                            job=letter.job,
-                            state=letter.state.value,
-                            attempts=letter.attempts,
-                            error=letter.error,
-                            output=self.state.outputs.get(job_id),
-                        )
-                    )
+                    JobDetailScreen(JobDetail.of_letter(letter, self.state.outputs.get(job_id)))
                 )
                 return
         self.notify(f"{job_id} has ended; details are kept for live and failed jobs only")
@@ -632,48 +633,6 @@ _PALETTE_HELP = {
 }
 
 
-def create_app(
-    pool: PoolControl,
-    *,
-    clock: Clock | None = None,
-    theme: str = "textual-dark",
-    read_only: bool = False,
-    make_job: Callable[[], Job] | None = None,
-    grace: float = 10.0,
-    cancel_grace: float | None = None,
-    on_started: Callable[[], Awaitable[None]] | None = None,
-    exit_when_stopped: bool = False,
-    handle_signals: bool = False,
-    animate: bool = True,
-    total_jobs: int | None = None,
-    find_job: Callable[[str], JobHandle | None] | None = None,
-    resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
-    freeze_gc: bool = False,
-) -> WpoolApp:
-    """The dashboard for ``pool`` (started on mount if it is not yet).
-
-    Tests pass a pool on a :class:`pool.ManualClock` and the same clock here,
-    so that what is drawn does not depend on real time. ``total_jobs``
-    (a batch of known size) adds overall progress and an ETA; ``find_job``
-    finds the handle of any job of the batch, ended ones included;
-    ``resubmit`` runs a failed job again in its stead (the batch's account).
-    ``freeze_gc`` is for a program whose main UI this is: once mounted, what
-    exists is frozen out of the garbage collector's full scans (``gc.freeze``).
-    """
-    return WpoolApp(
-        pool,
-        clock=clock,
-        theme=theme,
-        read_only=read_only,
-        make_job=make_job,
-        grace=grace,
-        cancel_grace=cancel_grace,
-        on_started=on_started,
-        exit_when_stopped=exit_when_stopped,
-        handle_signals=handle_signals,
-        animate=animate,
-        total_jobs=total_jobs,
-        find_job=find_job,
-        resubmit=resubmit,
-        freeze_gc=freeze_gc,
-    )
+create_app = WpoolApp
+"""The app factory that tests, tools and the command use: the class itself,
+so that its keyword arguments are written once (see ``WpoolApp.__init__``)."""

@@ -508,39 +508,21 @@ def _started(state: DashboardState, event: events.JobStarted) -> None:
         # A job from before a resync: the age it stood for is stale now.
         state._queued_since.pop(_RESYNCED, None)
     state.waits.add(event.waited)
-    view = state.workers.get(event.worker_id) or state.worker(event.worker_id)
+    view = state.worker(event.worker_id)
+    view.clear_job()
     view.job_id = event.job_id
     view.job_started_at = event.at
     view.attempt = event.attempt
-    if view.progress is not None or view.progress_message or view.cancelling:
-        view.progress = None
-        view.progress_message = ""
-        view.cancelling = False
-    if view.state is WorkerState.IDLE:
-        view.state = WorkerState.BUSY
-        view.changed_at = event.at
-    elif view.state is not WorkerState.RETIRING:
+    if view.state is not WorkerState.RETIRING:
         view.set_state(WorkerState.BUSY, event.at)
 
 
 def _succeeded(state: DashboardState, event: events.JobSucceeded) -> None:
-    at = event.at
-    state.running -= 1
+    state._attempt_ended(event.worker_id, event.job_id, event.at, event.duration)
     state.succeeded += 1
-    state.run_times.add(event.duration)
-    view = state.workers.get(event.worker_id) or state.worker(event.worker_id)
-    view.jobs_done += 1
-    if view.job_id == event.job_id:
-        view.clear_job()
-        if view.state is WorkerState.BUSY:
-            view.state = WorkerState.IDLE
-            view.changed_at = at
-    if int(at) == state._spark_second:
-        state._spark[-1] += 1
-    else:
-        state._count_end(at)
-    state.log.append(LogEntry(at, event.job_id, event.worker_id, "succeeded", event.duration))
-    state.log_total += 1
+    state.worker(event.worker_id).jobs_done += 1
+    state._count_end(event.at)
+    state._add_log(LogEntry(event.at, event.job_id, event.worker_id, "succeeded", event.duration))
 
 
 _FAST_FOLDS: dict[type[Any], Callable[[DashboardState, Any], None]] = {

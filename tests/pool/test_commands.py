@@ -137,7 +137,6 @@ class TestTail:
         tail.feed(b"one\ntw")
         tail.feed(b"o\nthree\nfo")
         assert tail.text() == "two\nthree\nfo"
-        assert tail.dropped == 1
 
     def test_long_lines_are_cut(self) -> None:
         tail = OutputTail(lines=5, max_line=10)

@@ -36,6 +36,17 @@ class JobDetail:
     output: JobOutputCaptured | None = None
     """What its process left, for commands and process jobs."""
 
+    @classmethod
+    def of_letter(cls, letter: DeadLetter, output: JobOutputCaptured | None) -> JobDetail:
+        """The detail of a failed job the pool kept."""
+        return cls(
+            job=letter.job,
+            state=letter.state.value,
+            attempts=letter.attempts,
+            error=letter.error,
+            output=output,
+        )
+
 
 def _payload(job: Job, limit: int = 2000) -> str:
     try:
@@ -176,15 +187,7 @@ class DeadLettersScreen(ModalScreen[None]):
         letter = self._selected()
         if letter is not None:
             self.app.push_screen(
-                JobDetailScreen(
-                    JobDetail(
-                        job=letter.job,
-                        state=letter.state.value,
-                        attempts=letter.attempts,
-                        error=letter.error,
-                        output=self._outputs.get(letter.job.id),
-                    )
-                )
+                JobDetailScreen(JobDetail.of_letter(letter, self._outputs.get(letter.job.id)))
             )
 
     def action_resubmit(self) -> None:
