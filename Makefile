@@ -1,14 +1,21 @@
 # The commands the README names. Each sets up .venv from pyproject.toml when needed.
 PYTHON ?= python3
-VENV := .venv
+# One environment a Python: .venv for the default, .venv-3.12 for
+# `make test PYTHON=python3.12` (any interpreter, by name or path).
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ifeq ($(PY_VERSION),)
+$(error $(PYTHON) does not run; give a Python 3.11 or newer as PYTHON=...)
+endif
+VENV ?= $(if $(filter file,$(origin PYTHON)),.venv,.venv-$(PY_VERSION))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint types pytest run bench snapshots-update screenshots clean
+.PHONY: help venv test test-all lint types pytest run bench snapshots-update screenshots clean
 
 help:
 	@echo "make run        open the dashboard on its built-in demo (ARGS='--workers 8' passes flags)"
-	@echo "make test       lint, types and the whole test suite"
+	@echo "make test       lint, types and the whole test suite (PYTHON=python3.12 picks the Python)"
+	@echo "make test-all   what CI runs: lint and types once, the suite on every supported Python"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make types      mypy --strict"
 	@echo "make pytest     the test suite only"
@@ -36,6 +43,16 @@ pytest: $(STAMP)
 
 test: lint types pytest
 
+# Every CPython that pyproject.toml's classifiers name; one that cannot be
+# found fails the run (tools/supported-pythons says which).
+test-all:
+	@pythons="$$(tools/supported-pythons)" && set -e && \
+	$(MAKE) --no-print-directory lint types PYTHON="$$(echo "$$pythons" | head -n 1)" && \
+	for py in $$pythons; do \
+		echo "== the suite on $$($$py --version)"; \
+		$(MAKE) --no-print-directory pytest PYTHON="$$py"; \
+	done
+
 # Status 1 only says some demo job failed (the demo fails some on purpose):
 # not an error of make's. Bad flags (status 2) still are.
 run: $(STAMP)
@@ -54,4 +71,4 @@ snapshots-update: $(STAMP)
 	env -u NO_COLOR $(BIN)/pytest tests/snapshots --snapshot-update
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf .venv .venv-* .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -839,8 +839,13 @@ class Pool:
             if worker.retiring or self._stopping_workers or self._winding_down():
                 self._retire_slot(worker)
             else:
-                self._spawn(worker.id, previous=worker)
-                self._emit(ev.WorkerReplaced, worker_id=worker.id, job_id=handle.job.id)
+                self._spawn(
+                    worker.id,
+                    previous=worker,
+                    announce=lambda _new: self._emit(
+                        ev.WorkerReplaced, worker_id=worker.id, job_id=handle.job.id
+                    ),
+                )
         self._check_settled()
 
     # --- workers and supervision -------------------------------------------
@@ -860,8 +865,19 @@ class Pool:
         runner: Runner = handler.make_runner(name)
         return runner
 
-    def _spawn(self, worker_id: str | None = None, previous: Worker | None = None) -> Worker:
-        """Start a worker, in a new slot or in place of ``previous``."""
+    def _spawn(
+        self,
+        worker_id: str | None = None,
+        previous: Worker | None = None,
+        announce: Callable[[Worker], object] | None = None,
+    ) -> Worker:
+        """Start a worker, in a new slot or in place of ``previous``.
+
+        ``announce`` (by default: emit ``WorkerStarted`` for a new slot) runs
+        once the worker exists and before its task is created: under an eager
+        task factory the task runs its first steps, and may start a job,
+        inside ``create_task``, so whatever tells of the worker comes first.
+        """
         assert self._loop is not None
         if worker_id is None:
             worker_id = f"w{self._next_worker}"
@@ -872,12 +888,14 @@ class Pool:
             worker.jobs_done = previous.jobs_done
             worker.jobs_failed = previous.jobs_failed
         self._workers[worker_id] = worker
+        if announce is not None:
+            announce(worker)
+        elif previous is None:
+            self._emit(ev.WorkerStarted, worker_id=worker_id)
         worker.runner.start()
         task = self._loop.create_task(worker.run(self), name=f"{self._name}-{worker_id}")
-        worker.task = task
+        worker.task = task  # already set by the task itself if it started eagerly
         task.add_done_callback(functools.partial(self._worker_exited, worker))
-        if previous is None:
-            self._emit(ev.WorkerStarted, worker_id=worker_id)
         return worker
 
     async def _wait_ready(self, workers: list[Worker]) -> None:
@@ -1033,10 +1051,12 @@ class Pool:
             worker.status = WorkerState.STOPPED
             self._emit(ev.WorkerStopped, worker_id=worker.id)
             return
-        new = self._spawn(worker.id, previous=worker)
+        self._spawn(worker.id, previous=worker, announce=self._announce_restart)
+
+    def _announce_restart(self, new: Worker) -> None:
         new.restarts += 1
         self._restarts += 1
-        self._emit(ev.WorkerRestarted, worker_id=worker.id, restarts=new.restarts)
+        self._emit(ev.WorkerRestarted, worker_id=new.id, restarts=new.restarts)
 
     def _winding_down(self) -> bool:
         # Past the drain: no new worker would get a job.

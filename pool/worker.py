@@ -168,7 +168,9 @@ class Worker:
         run = runner.fn if isinstance(runner := self.runner, CoroutineRunner) else runner.run
         begin = pool._begin_job
         end = pool._end_job
-        task = self.task
+        # Not ``self.task``: under an eager task factory this runs inside
+        # ``create_task``, before the pool has been handed the task.
+        task = self.task = asyncio.current_task()
         assert task is not None
         await runner.wait_ready()  # a child process loads the handler first
         while True:

@@ -1232,3 +1232,74 @@ class TestEdgeCases:
         assert await handle == "ok"
         assert handle.error is None
         await finish(pool, clock)
+
+
+def announced_before_their_jobs(seen: list[events.PoolEvent]) -> list[str]:
+    """Jobs started on a worker whose (re)start the stream had not told yet."""
+    announced: set[str] = set()
+    problems = []
+    for event in seen:
+        if isinstance(event, events.WorkerStarted | events.WorkerRestarted | events.WorkerReplaced):
+            announced.add(event.worker_id)
+        elif isinstance(event, events.WorkerCrashed | events.JobAbandoned):
+            announced.discard(event.worker_id)
+        elif isinstance(event, events.JobStarted) and event.worker_id not in announced:
+            problems.append(f"{event.job_id} started on {event.worker_id} before it was told")
+    return problems
+
+
+class TestTaskFactories:
+    """Under ``asyncio.eager_task_factory`` a worker's task runs inside ``create_task``.
+
+    Every test in this directory runs on a default loop and on an eager one;
+    these are the cases where eager start once broke the pool.
+    """
+
+    async def test_the_loop_is_of_the_kind_asked_for(self, loop_kind: str) -> None:
+        factory = asyncio.get_running_loop().get_task_factory()
+        if loop_kind == "eager":
+            assert factory is asyncio.eager_task_factory  # type: ignore[attr-defined,unused-ignore]
+        else:
+            assert factory is None
+
+    async def test_new_workers_are_told_before_they_take_queued_jobs(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=0)
+        sub = pool.events()
+        await pool.start()
+        handles = [pool.submit_nowait(Job(payload=b"ok")) for _ in range(3)]
+        await pool.resize(2)
+        assert [await h for h in handles] == [b"ok"] * 3
+        await finish(pool, clock)
+        assert announced_before_their_jobs(sub.drain()) == []
+
+    async def test_a_restarted_worker_is_told_before_it_takes_a_queued_job(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=1, restart_backoff=0.25)
+        sub = pool.events()
+        await pool.start()
+        with contextlib.suppress(JobFailedError):
+            await pool.submit_nowait(Job(payload=b"crash"))
+        queued = pool.submit_nowait(Job(payload=b"ok"))
+        await clock.advance(0.25)
+        assert await queued == b"ok"
+        await finish(pool, clock)
+        assert announced_before_their_jobs(sub.drain()) == []
+
+    async def test_a_replaced_worker_is_told_before_it_takes_a_queued_job(
+        self, clock: ManualClock
+    ) -> None:
+        script = Script()
+        pool = make(script, clock, workers=1, cancel_grace=1.0)
+        sub = pool.events()
+        await pool.start()
+        stubborn = pool.submit_nowait(Job(payload=b"stubborn", timeout=1.0))
+        queued = pool.submit_nowait(Job(payload=b"ok"))
+        await run_started(pool, stubborn)
+        await clock.advance(2.0)
+        assert await queued == b"ok"
+        assert stubborn.state is JobState.ABANDONED
+        await finish(pool, clock, script)
+        assert announced_before_their_jobs(sub.drain()) == []

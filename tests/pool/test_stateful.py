@@ -12,7 +12,8 @@ were live when it began.
 
 Time never passes by itself: the loop only gets turns (``settle``) and the
 clock only moves through ``ManualClock.advance``. Each example has an event
-loop of its own, closed in ``teardown``.
+loop of its own, closed in ``teardown``; the machine runs once on a default
+loop and once on an eager one (where Python has it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from pool import (
@@ -56,6 +58,7 @@ from pool import (
     events,
 )
 from tests.helpers import Crash, settle
+from tests.loops import new_loop
 
 T = TypeVar("T")
 
@@ -181,9 +184,12 @@ class PendingSubmit:
 class PoolMachine(RuleBasedStateMachine):
     """Random operations on one pool; the invariants are checked after every step."""
 
+    loop_kind = "default"
+    """The kind of event loop each example runs on (see ``tests/loops.py``)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop(self.loop_kind)
         self.loop_errors: list[dict[str, Any]] = []
         self.loop.set_exception_handler(lambda _loop, context: self.loop_errors.append(context))
         self.broken = False  # a step failed: teardown only cleans up
@@ -834,7 +840,7 @@ class PoolMachine(RuleBasedStateMachine):
             loop.close()
 
 
-PoolMachine.TestCase.settings = settings(
+SETTINGS = settings(
     max_examples=150,
     stateful_step_count=40,
     deadline=None,
@@ -843,4 +849,17 @@ PoolMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
 )
-TestPoolStateful = PoolMachine.TestCase
+
+
+class EagerPoolMachine(PoolMachine):
+    """The same machine on loops whose tasks start eagerly."""
+
+    loop_kind = "eager"
+
+
+MACHINES: dict[str, type[PoolMachine]] = {"default": PoolMachine, "eager": EagerPoolMachine}
+
+
+def test_random_operations_keep_every_promise(loop_kind: str) -> None:
+    """The state machine, on a default loop and (where Python has it) an eager one."""
+    run_state_machine_as_test(MACHINES[loop_kind], settings=SETTINGS)
