@@ -30,10 +30,20 @@ from . import children
 from .job import Job, JobContext
 from .runners import Runner
 
-__all__ = ("CommandFailed", "CommandResult", "OutputTail", "ShellCommands", "exit_description")
+__all__ = (
+    "LABEL_LIMIT",
+    "CommandFailed",
+    "CommandResult",
+    "OutputTail",
+    "ShellCommands",
+    "exit_description",
+)
 
 NOT_FOUND: Final = 127
 """The shell's exit status for a command it cannot find."""
+
+LABEL_LIMIT: Final = 200
+"""The longest job label :meth:`ShellCommands.describe` makes, in characters."""
 
 _TAIL_BYTES: Final = 64 * 1024
 """How much of the end of an output file is read for its tail."""
@@ -200,6 +210,18 @@ class ShellCommands:
         self.output_dir = None if output_dir is None else os.fspath(output_dir)
         if self.output_dir is not None:
             os.makedirs(self.output_dir, exist_ok=True)
+
+    def describe(self, job: Job) -> str:
+        """The job's command line, as people read it (the pool's job label).
+
+        The first line only, cut at ``LABEL_LIMIT`` characters; a payload
+        that is not UTF-8 shows its undecodable bytes as escapes.
+        """
+        text = job.payload.decode("utf-8", errors="backslashreplace")
+        first, newline, _ = text.strip().partition("\n")
+        if len(first) > LABEL_LIMIT:
+            return first[: LABEL_LIMIT - 1] + "…"
+        return first + (" …" if newline else "")
 
     def make_runner(self, name: str) -> Runner:
         """A runner for one worker: it runs that worker's commands one at a time."""

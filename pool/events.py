@@ -92,12 +92,17 @@ def _event_hash(self: tuple[Any, ...]) -> int:
 
 
 class JobSubmitted(NamedTuple):
-    """A job was accepted into the queue; ``queued`` is the queue depth after it."""
+    """A job was accepted into the queue; ``queued`` is the queue depth after it.
+
+    ``label`` names the job for people (a shell command's text), when the
+    pool has a way to (see ``Pool``'s ``describe``); else it is empty.
+    """
 
     seq: int
     at: float
     job_id: str
     queued: int
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,11 +314,13 @@ class PoolResized(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShutdownStarted(Event):
-    """A graceful shutdown began with these settings."""
+    """A graceful shutdown began with these settings; ``reason`` says why when
+    it was not asked for (supervision gave up), else None."""
 
     grace: float
     cancel_grace: float
     drain: bool
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

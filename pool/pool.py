@@ -39,7 +39,7 @@ RunnerKind = Literal["async", "thread", "process"]
 """How the pool runs a handler function."""
 
 DEFAULT_GRACE: Final = 10.0
-"""The grace period of ``shutdown()``, ``async with`` and an escalated shutdown."""
+"""The default of the pool's ``grace`` setting."""
 
 TICK_INTERVAL: Final = 0.1
 """Seconds between two ``ShutdownTick`` events."""
@@ -130,6 +130,7 @@ class Pool:
         max_workers: int = 1024,
         job_timeout: float | None = None,
         cancel_grace: float = 2.0,
+        grace: float = DEFAULT_GRACE,
         retry: RetryPolicy | None = None,
         max_restarts: int = 3,
         restart_window: float = 5.0,
@@ -139,6 +140,7 @@ class Pool:
         clock: Clock | None = None,
         seed: int | None = None,
         name: str = "pool",
+        describe: Callable[[Job], str] | None = None,
     ) -> None:
         """Build a pool; nothing runs until :meth:`start`.
 
@@ -149,6 +151,9 @@ class Pool:
             max_workers: The largest size :meth:`resize` allows.
             job_timeout: The deadline of jobs that set none, in seconds, or None.
             cancel_grace: Seconds a cancelled job has to stop before it is abandoned.
+            grace: The grace period of a shutdown that is given none: ``shutdown()``
+                without ``grace``, the end of ``async with``, and the shutdown the
+                supervisor begins when workers crash too often.
             retry: When failed jobs run again; None for no retry.
             max_restarts: Crash restarts allowed within ``restart_window``;
                 one more and the pool gives up and shuts down ``failed``.
@@ -164,6 +169,10 @@ class Pool:
             clock: Where time comes from (a :class:`~pool.clock.ManualClock` in tests).
             seed: Seed for the retry jitter, for reproducible runs.
             name: Shown in ``repr`` and in thread names.
+            describe: Names a job for people, in a few words (a shell command's
+                text): the ``label`` of its ``JobSubmitted`` event, and what
+                :meth:`describe` returns. By default the handler's own
+                ``describe`` method, if it has one.
 
         Raises:
             TypeError, ValueError: An argument is of the wrong type or out of range.
@@ -176,6 +185,10 @@ class Pool:
         self._job_timeout = check_timeout("job_timeout", job_timeout)
         cancel = check_timeout("cancel_grace", cancel_grace, allow_zero=True)
         self._cancel_grace: float = 0.0 if cancel is None else cancel
+        default_grace = check_timeout("grace", grace, allow_zero=True)
+        if default_grace is None:
+            raise TypeError("grace must be a number of seconds, got None")
+        self._grace: float = default_grace
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
         self._retry = retry
@@ -189,6 +202,11 @@ class Pool:
         _check_int("max_dead_letters", max_dead_letters, 0)
         self._runner_kind = _runner_kind(handler, runner)
         self._handler = handler
+        if describe is None:
+            describe = getattr(handler, "describe", None)
+        if describe is not None and not callable(describe):
+            raise TypeError(f"describe must be callable or None, got {describe!r}")
+        self._describe = describe
         if clock is None:
             clock = MonotonicClock()
         elif not (
@@ -285,6 +303,15 @@ class Pool:
     def cancel_grace(self) -> float:
         """Seconds a cancelled job has to stop before it is abandoned."""
         return self._cancel_grace
+
+    def describe(self, job: Job) -> str:
+        """``job`` named for people in a few words (a shell command's text), or ''."""
+        return "" if self._describe is None else self._describe(job)
+
+    @property
+    def grace(self) -> float:
+        """The grace period of a shutdown that is given none (supervision's included)."""
+        return self._grace
 
     async def start(self) -> None:
         """Start the workers; returns once every one of them is idle and ready.
@@ -455,7 +482,9 @@ class Pool:
         bus = self._bus
         if bus.room:
             bus.seq += 1
-            bus.publish(_make_submitted(bus.seq, now, job.id, self._queued))
+            describe = self._describe
+            label = "" if describe is None else describe(job)
+            bus.publish(_make_submitted(bus.seq, now, job.id, self._queued, label))
         elif bus._subs:
             bus.skip(now)  # every subscriber is full: it would be dropped unread
         return handle
@@ -1031,7 +1060,7 @@ class Pool:
                 f"worker {worker.id} crashed {len(crashes) + 1} times within "
                 f"{self._restart_window:g}s (max_restarts={self._max_restarts}): {info.short()}"
             )
-            self._begin_shutdown(DEFAULT_GRACE, False, self._cancel_grace, reason)
+            self._begin_shutdown(self._grace, False, self._cancel_grace, reason)
             return
         delay = min(self._restart_backoff * 2.0 ** len(crashes), 5.0)
         crashes.append(now)
@@ -1140,14 +1169,14 @@ class Pool:
     # --- shutdown -----------------------------------------------------------
 
     async def shutdown(
-        self, grace: float = DEFAULT_GRACE, drain: bool = True, cancel_grace: float | None = None
+        self, grace: float | None = None, drain: bool = True, cancel_grace: float | None = None
     ) -> ShutdownReport:
         """Stop the pool gracefully and account for every job; never hangs.
 
         1. Intake closes: submit raises PoolClosed, waiting submitters too.
         2. With ``drain`` queued jobs still run; without, they are handed back.
-        3. Up to ``grace`` seconds for every job to end, with a
-           ``ShutdownTick`` about every 100 ms.
+        3. Up to ``grace`` seconds (default: the pool's) for every job to
+           end, with a ``ShutdownTick`` about every 100 ms.
         4. Then running jobs are cancelled, queued ones handed back, and
         5. after ``cancel_grace`` (default: the pool's) the rest is abandoned.
 
@@ -1161,13 +1190,14 @@ class Pool:
         """
         grace_s = check_timeout("grace", grace, allow_zero=True)
         cancel_s = check_timeout("cancel_grace", cancel_grace, allow_zero=True)
-        if grace_s is None:
-            raise TypeError("grace must be a number of seconds, got None")
         if self._report is not None:
             return self._report
         if self._shutdown_task is None:
             self._begin_shutdown(
-                grace_s, bool(drain), self._cancel_grace if cancel_s is None else cancel_s, None
+                self._grace if grace_s is None else grace_s,
+                bool(drain),
+                self._cancel_grace if cancel_s is None else cancel_s,
+                None,
             )
         else:
             if cancel_s is not None:
@@ -1230,7 +1260,9 @@ class Pool:
         if self._phase is PoolPhase.CREATED or self._loop_thread == -1:
             return self._finish_shutdown(start, PoolPhase.DRAINING, reason, [])
         self._set_phase(PoolPhase.DRAINING, reason)
-        self._emit(ev.ShutdownStarted, grace=grace, cancel_grace=cancel_grace, drain=drain)
+        self._emit(
+            ev.ShutdownStarted, grace=grace, cancel_grace=cancel_grace, drain=drain, reason=reason
+        )
         live = list(self._live.values())
         while self._putters:
             self._wake_putter()  # they find the pool closed and raise PoolClosed

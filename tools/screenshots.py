@@ -12,7 +12,15 @@ from pathlib import Path
 from textual._doc import take_svg_screenshot
 
 ROOT = Path(__file__).resolve().parent.parent
-PICTURES = ("busy", "crashed", "shrinking", "countdown", "stopped", "job_detail_traceback")
+PICTURES = (
+    "busy",
+    "crashed",
+    "shrinking",
+    "countdown",
+    "stopped",
+    "job_detail_traceback",
+    "log_filter",
+)
 
 
 def main() -> int:

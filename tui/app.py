@@ -16,13 +16,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from textual import on
-from textual.app import App, ComposeResult, SystemCommand
+from textual import events, on
+from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import DataTable, Footer, Header, Input
 
 from pool import (
     Clock,
@@ -43,6 +43,8 @@ from pool import (
 from .screens.dialogs import (
     AddJobsScreen,
     ConfirmShutdownScreen,
+    Dialog,
+    HelpLine,
     HelpScreen,
     QuitScreen,
     ResizeScreen,
@@ -50,10 +52,11 @@ from .screens.dialogs import (
 )
 from .screens.jobs import DeadLettersScreen, JobDetail, JobDetailScreen
 from .state import DashboardState
-from .widgets.countdown import Countdown
-from .widgets.joblog import JobLog
+from .widgets.countdown import NEXT_STEP, Countdown
+from .widgets.format import plain
+from .widgets.joblog import JobLog, LogView
 from .widgets.summary import Summary
-from .widgets.workers import WorkerGrid, WorkerPanel
+from .widgets.workers import WorkerGrid
 
 __all__ = ("FPS", "PoolControl", "WpoolApp", "create_app")
 
@@ -96,6 +99,9 @@ class PoolControl(Protocol):
     @property
     def cancel_grace(self) -> float: ...
 
+    @property
+    def grace(self) -> float: ...
+
     async def start(self) -> None: ...
 
     def events(self, maxsize: int = ...) -> Subscription: ...
@@ -111,7 +117,7 @@ class PoolControl(Protocol):
     async def resume(self) -> None: ...
 
     async def shutdown(
-        self, grace: float = ..., drain: bool = ..., cancel_grace: float | None = ...
+        self, grace: float | None = ..., drain: bool = ..., cancel_grace: float | None = ...
     ) -> ShutdownReport: ...
 
     def dead_letters(self) -> tuple[DeadLetter, ...]: ...
@@ -122,29 +128,67 @@ class PoolControl(Protocol):
 
     def job(self, job_id: str) -> JobHandle | None: ...
 
+    def describe(self, job: Job) -> str: ...
+
 
 class WpoolApp(App[int]):
     """The dashboard of one pool. Its result is the process's exit status."""
 
     CSS_PATH = "app.tcss"
     TITLE = "wpool-tui"
+    AUTO_FOCUS = "#log"
 
+    # The dashboard's keys are priority bindings: each acts the moment it is
+    # read, so that a dialog it opens exists before the next key is read
+    # (keys typed ahead of a dialog are held until it is ready: see
+    # ``on_event``). check_action lets them through to a dialog or the filter
+    # line when one has the keys.
     BINDINGS = [
-        Binding("a", "add_jobs", "Add", id="add-jobs"),
-        Binding("plus", "grow", "+1", id="grow", key_display="+"),
-        Binding("minus", "shrink", "-1", id="shrink", key_display="-"),
-        Binding("r", "resize", "Resize", id="resize"),
-        Binding("p", "pause", "Pause", id="pause"),
-        Binding("space", "freeze", "Freeze", id="freeze"),
-        Binding("f", "failed", "Failed", id="failed"),
-        Binding("enter", "details", "Details", id="details", priority=False),
-        Binding("s", "shutdown", "Shutdown", id="shutdown"),
-        Binding("q", "quit_app", "Quit", id="quit"),
-        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+        Binding("a", "add_jobs", "Add", id="add-jobs", priority=True),
+        Binding("r", "resize", "Resize", id="resize", priority=True),
+        Binding("p", "pause", "Pause", id="pause", priority=True),
+        Binding("p", "resume", "Resume", id="resume", priority=True),
+        Binding("slash", "filter", "Filter", id="filter", key_display="/", priority=True),
+        Binding("f", "failed", "Failed", id="failed", priority=True),
+        Binding("s", "shutdown", "Shutdown", id="shutdown", priority=True),
+        Binding("s", "escalate", "Next phase", id="escalate", priority=True),
+        Binding("question_mark", "help", "Help", id="help", key_display="?", priority=True),
+        Binding("q", "quit_app", "Quit", id="quit", priority=True),
+        Binding("plus", "grow", "+1", id="grow", key_display="+", show=False, priority=True),
+        Binding("minus", "shrink", "-1", id="shrink", key_display="-", show=False, priority=True),
+        Binding("space", "freeze", "Freeze", id="freeze", show=False, priority=True),
+        Binding("l", "log", "Log", id="log", show=False, priority=True),
+        Binding("enter", "details", "Details", id="details", show=False),
+        Binding("ctrl+c", "interrupt", "Interrupt", id="interrupt", show=False, priority=True),
     ]
 
-    _CONTROLS = frozenset({"add_jobs", "grow", "shrink", "resize", "pause", "shutdown"})
-    _RUNNING_ONLY = frozenset({"add_jobs", "grow", "shrink", "resize", "pause"})
+    _CONTROLS = frozenset(
+        {"add_jobs", "grow", "shrink", "resize", "pause", "resume", "shutdown", "escalate"}
+    )
+    """Actions that change the pool's work: none in read-only mode."""
+
+    _LIVE_ONLY = frozenset({"add_jobs", "grow", "shrink", "resize", "shutdown"})
+    """Actions for a running (or paused) pool only."""
+
+    _DASHBOARD_KEYS = frozenset(
+        {
+            "add_jobs",
+            "grow",
+            "shrink",
+            "resize",
+            "pause",
+            "resume",
+            "freeze",
+            "failed",
+            "filter",
+            "log",
+            "shutdown",
+            "escalate",
+            "quit_app",
+            "help",
+        }
+    )
+    """Priority bindings that belong to the dashboard itself, not to a dialog over it."""
 
     def __init__(
         self,
@@ -154,7 +198,7 @@ class WpoolApp(App[int]):
         theme: str = "textual-dark",
         read_only: bool = False,
         make_job: Callable[[], Job] | None = None,
-        grace: float = 10.0,
+        grace: float | None = None,
         cancel_grace: float | None = None,
         on_started: Callable[[], Awaitable[None]] | None = None,
         exit_when_stopped: bool = False,
@@ -169,12 +213,13 @@ class WpoolApp(App[int]):
 
         Tests pass a pool on a :class:`pool.ManualClock` and the same clock
         here, so that what is drawn does not depend on real time.
-        ``total_jobs`` (a batch of known size) adds overall progress and an
-        ETA; ``find_job`` finds the handle of any job of the batch, ended
-        ones included; ``resubmit`` runs a failed job again in its stead (the
-        batch's account). ``freeze_gc`` is for a program whose main UI this
-        is: once mounted, what exists is frozen out of the garbage
-        collector's full scans (``gc.freeze``).
+        ``grace`` and ``cancel_grace`` are the shutdown's (default: the
+        pool's). ``total_jobs`` (a batch of known size) adds overall
+        progress and an ETA; ``find_job`` finds the handle of any job of the
+        batch, ended ones included; ``resubmit`` runs a failed job again in
+        its stead (the batch's account). ``freeze_gc`` is for a program
+        whose main UI this is: once mounted, what exists is frozen out of
+        the garbage collector's full scans (``gc.freeze``).
         """
         super().__init__()
         self._freeze_gc = freeze_gc
@@ -185,7 +230,7 @@ class WpoolApp(App[int]):
         self.clock: Clock = clock or MonotonicClock()
         self.read_only = read_only
         self.make_job = make_job
-        self.grace = grace
+        self.grace = pool.grace if grace is None else grace
         self.cancel_grace = cancel_grace
         self._on_started = on_started
         self._theme_name = theme
@@ -202,10 +247,11 @@ class WpoolApp(App[int]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._want_target: int | None = None
         self._want_paused: bool | None = None
-        self._terms = 0
+        self._interrupts = 0
         self._ticks = 0
         self._flooded = False
         self._drawn_all_at = 0.0
+        self._typed_ahead: list[tuple[str, str | None]] = []
 
     # --- layout and frames ----------------------------------------------------
 
@@ -215,11 +261,7 @@ class WpoolApp(App[int]):
             yield Summary(id="summary")
             yield Countdown(id="countdown")
         yield WorkerGrid(id="workers")
-        # In a container of its own: a widget at the top level is clipped by the
-        # screen, so the compositor would render the log again for any change
-        # anywhere (the summary's, every frame).
-        with Vertical(id="log-box"):
-            yield JobLog(id="log")
+        yield LogView(id="log-box")
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -243,6 +285,11 @@ class WpoolApp(App[int]):
         if self._on_started is not None:
             self._spawn(self._on_started())
 
+    def on_resize(self, event: events.Resize) -> None:
+        # At 80 columns the footer has room for the dashboard's keys or for
+        # the palette's hint, not both: the keys win (ctrl+p still works).
+        self.query_one(Footer).show_command_palette = event.size.width >= 100
+
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -253,7 +300,12 @@ class WpoolApp(App[int]):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            self.notify(f"{type(exc).__name__}: {exc}", title="error", severity="error")
+            self.notify(
+                plain(f"{type(exc).__name__}: {exc}", limit=500),
+                title="error",
+                severity="error",
+                markup=False,
+            )
 
     def _tick(self) -> None:
         self._ticks += 1
@@ -283,7 +335,7 @@ class WpoolApp(App[int]):
         except NoMatches:
             return  # a last frame while the app tears its screen down
         summary.show(state, frozen=False)
-        self.query_one(Countdown).show(state)
+        self.query_one(Countdown).show(state, self._countdown_hint())
         if self._flooded:
             # Real time, not the pool's clock: this budgets the loop's own time.
             now = time.monotonic()
@@ -293,31 +345,92 @@ class WpoolApp(App[int]):
         self.query_one(WorkerGrid).show(state)
         self.query_one(JobLog).show(state)
 
+    @on(LogView.FilterChanged)
+    def _filter_changed(self) -> None:
+        self.refresh_now()
+
+    # --- keys typed ahead of a dialog ----------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        if (
+            isinstance(event, events.Key)
+            and not event.is_forwarded
+            and event.key not in _NEVER_HELD
+            and self._dialog_not_ready()
+        ):
+            # The dialog a key just opened is not mounted yet: what is typed
+            # next is meant for it, so it waits (see on_dialog_ready).
+            self._typed_ahead.append((event.key, event.character))
+            return
+        await super().on_event(event)
+
+    def _dialog_not_ready(self) -> bool:
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return False
+        return isinstance(screen, Dialog) and not screen.ready
+
+    def on_dialog_ready(self, message: Dialog.Ready) -> None:
+        """Let the keys typed ahead of a dialog through, in the order they were typed."""
+        held, self._typed_ahead = self._typed_ahead, []
+        for key, character in held:
+            self.post_message(events.Key(key, character))
+
     # --- what applies now ----------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self._DASHBOARD_KEYS and not self._dashboard_has_keys():
+            return False  # the key goes on to the dialog or the filter line
+        return self._available(action)
+
+    def _dashboard_has_keys(self) -> bool:
+        return len(self.screen_stack) == 1 and not isinstance(self.focused, Input)
+
+    def _available(self, action: str) -> bool | None:
+        """Whether ``action`` works now: False hides it (this mode or phase has no use
+        for it); the footer, the palette and the help show only what works."""
         if self.read_only and action in self._CONTROLS:
             return False
-        phase = self.state.phase
-        if action in self._RUNNING_ONLY and phase not in (PoolPhase.RUNNING, PoolPhase.PAUSED):
-            return None
         if action == "add_jobs" and self.make_job is None:
             return False
-        if action == "shutdown" and phase.is_final:
-            return None
+        phase = self.state.phase
+        live = phase in (PoolPhase.RUNNING, PoolPhase.PAUSED)
+        if action in self._LIVE_ONLY:
+            return live
+        if action == "pause":
+            return phase is PoolPhase.RUNNING
+        if action == "resume":
+            return phase is PoolPhase.PAUSED
+        if action == "escalate":
+            return phase in NEXT_STEP
+        if action == "freeze":
+            return not phase.is_final
         return True
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
-            if self.check_action(binding.action, ()) is not True:
+            if binding.action not in _PALETTE_HELP or self._available(binding.action) is not True:
                 continue
             yield SystemCommand(
                 f"{binding.description} ({binding.key_display or binding.key})",
                 _PALETTE_HELP[binding.action],
                 getattr(self, f"action_{binding.action}"),
             )
+
+    def _countdown_hint(self) -> str:
+        """Which keys act on the shutdown now, for the countdown banner."""
+        step = NEXT_STEP.get(self.state.phase)
+        if step is None:
+            return ""
+        if self.read_only:
+            return f"q: {step}" if self._exit_when_stopped else "q: quit when it ends"
+        hint = f"s: {step}"
+        if not self._exit_when_stopped:
+            hint += "   q: quit when it ends"
+        return hint
 
     # --- actions ---------------------------------------------------------------
 
@@ -334,12 +447,12 @@ class WpoolApp(App[int]):
                 self.pool.submit_nowait(self.make_job())
                 added += 1
         except QueueFull:
-            self.notify(f"queue full: added {added} of {count}", severity="warning")
+            self.notify(f"queue full: added {added} of {count}", severity="warning", markup=False)
             return
         except PoolClosed as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify(plain(str(exc)), severity="warning", markup=False)
             return
-        self.notify(f"added {added} jobs")
+        self.notify(f"added {added} jobs", markup=False)
 
     def _target(self) -> int:
         # What the last request asked for, not what the last frame showed:
@@ -369,7 +482,11 @@ class WpoolApp(App[int]):
 
     def _resize(self, workers: int) -> None:
         if not 0 <= workers <= self.pool.max_workers:
-            self.notify(f"workers must be from 0 to {self.pool.max_workers}", severity="warning")
+            self.notify(
+                f"workers must be from 0 to {self.pool.max_workers}",
+                severity="warning",
+                markup=False,
+            )
             return
         self._want_target = workers
         self._spawn(self._do(self.pool.resize(workers), self._resized, workers))
@@ -384,20 +501,29 @@ class WpoolApp(App[int]):
         try:
             await call
         except PoolError as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify(plain(str(exc)), severity="warning", markup=False)
         finally:
             if done is not None:
                 done(arg)
         self.refresh_now()
 
     def action_pause(self) -> None:
-        """Pause or resume taking jobs from the queue."""
-        paused = (
+        """Stop taking jobs from the queue (running ones go on)."""
+        self._set_paused(True)
+
+    def action_resume(self) -> None:
+        """Take jobs from the queue again."""
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        now = (
             self.pool.phase is PoolPhase.PAUSED if self._want_paused is None else self._want_paused
         )
-        self._want_paused = not paused
-        call = self.pool.resume() if paused else self.pool.pause()
-        self._spawn(self._do(call, self._paused, not paused))
+        if now is paused:
+            return
+        self._want_paused = paused
+        call = self.pool.pause() if paused else self.pool.resume()
+        self._spawn(self._do(call, self._paused, paused))
 
     def _paused(self, paused: bool) -> None:
         if self._want_paused is paused:
@@ -411,6 +537,14 @@ class WpoolApp(App[int]):
         else:
             self.refresh_now()
 
+    def action_filter(self) -> None:
+        """Filter the job log: the filter line takes the keys."""
+        self.query_one(LogView).open_filter()
+
+    def action_log(self) -> None:
+        """Put the focus on the job log."""
+        self.query_one(JobLog).focus()
+
     def action_failed(self) -> None:
         """Show the failed jobs (dead letters)."""
         self.push_screen(
@@ -418,6 +552,7 @@ class WpoolApp(App[int]):
                 self.pool.dead_letters(),
                 read_only=self.read_only or self.pool.phase.is_shutting_down,
                 outputs=self.state.outputs,
+                describe=self.pool.describe,
             )
         )
 
@@ -431,19 +566,29 @@ class WpoolApp(App[int]):
         try:
             await self._resubmit_fn(job_id)
         except (PoolError, ValueError) as exc:
-            self.notify(f"{job_id} was not resubmitted: {exc}", severity="warning")
+            self.notify(
+                plain(f"{job_id} was not resubmitted: {exc}", limit=500),
+                severity="warning",
+                markup=False,
+            )
             return
-        self.notify(f"resubmitted {job_id}")
+        self.notify(plain(f"resubmitted {job_id}", limit=500), markup=False)
 
     def action_details(self) -> None:
-        """Details of the focused worker's job, or of the selected log row's job."""
+        """Details of the selected worker's job, or of the selected log row's job."""
         focused = self.focused
-        if isinstance(focused, WorkerPanel):
-            self._show_worker_job(focused.worker_id)
+        if isinstance(focused, WorkerGrid) and focused.selected is not None:
+            self._show_worker_job(focused.selected)
         elif isinstance(focused, JobLog) and focused.row_count:
             job_id = focused.entry_key(focused.cursor_row)
             if job_id is not None:
                 self._show_job(job_id)
+        else:
+            self.notify("tab to a worker, or l to the log, then enter", markup=False)
+
+    @on(WorkerGrid.DetailsWanted)
+    def _worker_details(self, message: WorkerGrid.DetailsWanted) -> None:
+        self._show_worker_job(message.worker_id)
 
     @on(DataTable.RowSelected, "#log")
     def _log_selected(self, message: DataTable.RowSelected) -> None:
@@ -454,7 +599,7 @@ class WpoolApp(App[int]):
     def _show_worker_job(self, worker_id: str) -> None:
         view = self.state.workers.get(worker_id)
         if view is None or view.job_id is None:
-            self.notify(f"{worker_id} runs no job now")
+            self.notify(f"{worker_id} runs no job now", markup=False)
             return
         self._show_job(view.job_id)
 
@@ -477,6 +622,7 @@ class WpoolApp(App[int]):
                             self.clock.now() - started if running and started is not None else None
                         ),
                         output=handle.output or self.state.outputs.get(job_id),
+                        label=self.pool.describe(handle.job),
                     )
                 )
             )
@@ -484,10 +630,21 @@ class WpoolApp(App[int]):
         for letter in reversed(self.pool.dead_letters()):
             if letter.job.id == job_id:
                 self.push_screen(
-                    JobDetailScreen(JobDetail.of_letter(letter, self.state.outputs.get(job_id)))
+                    JobDetailScreen(
+                        JobDetail.of_letter(
+                            letter,
+                            self.state.outputs.get(job_id),
+                            self.pool.describe(letter.job),
+                        )
+                    )
                 )
                 return
-        self.notify(f"{job_id} has ended; details are kept for live and failed jobs only")
+        self.notify(
+            plain(f"{job_id} has ended; details are kept for live and failed jobs only", limit=300),
+            markup=False,
+        )
+
+    # --- shutting down and quitting ---------------------------------------------------
 
     def _shutting_down(self) -> bool:
         return self._stop_task is not None or self.pool.phase.is_shutting_down
@@ -499,14 +656,16 @@ class WpoolApp(App[int]):
             self._stop_task.add_done_callback(self._stopped)
 
     def escalate(self) -> None:
-        """Skip the running shutdown to its next phase (a second ``s`` or SIGTERM)."""
+        """Skip the running shutdown to its next phase (a second ``s``, ``q`` or signal)."""
         self._follow_shutdown()
         self._spawn(self.pool.shutdown())
 
+    def action_escalate(self) -> None:
+        """Skip the shutdown to its next phase: cancel what runs, then abandon it."""
+        self.escalate()
+
     def action_shutdown(self) -> None:
-        """Begin a graceful shutdown (after confirmation); during one, escalate."""
-        if self.pool.phase.is_final:
-            return
+        """Begin a graceful shutdown, after a confirmation."""
         if self._shutting_down():
             self.escalate()
             return
@@ -523,7 +682,7 @@ class WpoolApp(App[int]):
             return
         if self._shutting_down():
             # Answered after a shutdown began some other way: that one stands.
-            self.notify("a shutdown is already under way; s skips to its next phase")
+            self.notify("a shutdown is already under way; s skips to its next phase", markup=False)
             return
         self.begin_shutdown(choice.grace, choice.drain)
 
@@ -542,20 +701,43 @@ class WpoolApp(App[int]):
         self._stop_task.add_done_callback(self._stopped)
         self.refresh_now()
 
-    def on_terminate(self) -> None:
-        """SIGTERM: begin the graceful shutdown on screen and exit when it ends; again, escalate."""
+    def interrupt(self, what: str) -> None:
+        """A signal or ctrl+c: the first begins the graceful shutdown and quits when it
+        ends (read-only too: the operator is never stuck); each one after escalates."""
         self._exit_when_stopped = True
-        self._terms += 1
-        if self._terms == 1:
+        if self.report is not None:
+            self.exit(self.exit_status())
+            return
+        self._interrupts += 1
+        if self._interrupts == 1:
             self.notify(
-                "SIGTERM: shutting down gracefully; a second one escalates", severity="warning"
+                f"{what}: shutting down gracefully, then quitting; again skips ahead",
+                severity="warning",
+                markup=False,
             )
             self.begin_shutdown()
         else:
             self.escalate()
+        self.refresh_now()
+
+    def on_terminate(self) -> None:
+        """SIGTERM: as ctrl+c."""
+        self.interrupt("SIGTERM")
+
+    def action_interrupt(self) -> None:
+        """ctrl+c: as SIGINT to the headless run."""
+        self.interrupt("ctrl+c")
 
     def _stopped(self, task: asyncio.Task[ShutdownReport]) -> None:
-        if task.cancelled() or task.exception() is not None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.notify(
+                plain(f"the shutdown failed: {type(exc).__name__}: {exc}", limit=500),
+                severity="error",
+                markup=False,
+            )
             return
         self.report = task.result()
         self.refresh_now()
@@ -573,14 +755,19 @@ class WpoolApp(App[int]):
         return 0 if clean and bad == 0 else 1
 
     def action_quit_app(self) -> None:
-        """Quit; while the pool runs, offer the graceful shutdown first."""
-        if self.state.phase.is_final and self.report is not None:
+        """Quit. While the pool runs, offer the graceful shutdown first (enter takes it);
+        during a shutdown, quit when it ends, and a second q skips it ahead."""
+        if self.report is not None:
             self.exit(self.exit_status())
             return
         if self._shutting_down():
+            if self._exit_when_stopped:
+                self.escalate()
+                return
             self._follow_shutdown()
             self._exit_when_stopped = True
-            self.notify("exiting when the shutdown ends; s skips to the next phase")
+            self.notify("quitting when the shutdown ends; q again skips ahead", markup=False)
+            self.refresh_now()
             return
         if self.read_only:
             # No controls, but never a silent kill: the pool still shuts down gracefully.
@@ -590,14 +777,17 @@ class WpoolApp(App[int]):
         self.push_screen(QuitScreen(), self._quit_choice)
 
     def _quit_choice(self, choice: str | None) -> None:
-        if choice is not None and self._shutting_down():
+        if choice is None:
+            return
+        self._exit_when_stopped = True
+        if self._shutting_down():
             self._follow_shutdown()
-            self._exit_when_stopped = choice == "now" or self._exit_when_stopped
+            if choice == "now":
+                self.escalate()
             return
         if choice == "graceful":
-            self.action_shutdown()
+            self.begin_shutdown()
         elif choice == "now":
-            self._exit_when_stopped = True
             self.begin_shutdown(grace=0.0, drain=False)
 
     async def action_quit(self) -> None:
@@ -605,8 +795,24 @@ class WpoolApp(App[int]):
         self.action_quit_app()
 
     def action_help(self) -> None:
-        """Show the keys."""
-        self.push_screen(HelpScreen())
+        """Show the keys that work in this dashboard."""
+        lines = []
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            line = _HELP.get(binding.action)
+            if line is None or not self._available_in_mode(binding.action):
+                continue
+            if binding.action == "quit_app" and self.read_only:
+                line = _READ_ONLY_QUIT
+            lines.append(HelpLine(binding.key_display or binding.key, *line))
+        title = "wpool-tui (read-only: watching, no control)" if self.read_only else "wpool-tui"
+        self.push_screen(HelpScreen(lines, title=title))
+
+    def _available_in_mode(self, action: str) -> bool:
+        """Whether ``action`` works at all in this mode (read-only, a batch run)."""
+        if self.read_only and action in self._CONTROLS:
+            return False
+        return not (action == "add_jobs" and self.make_job is None)
 
     async def on_unmount(self) -> None:
         if self._handle_signals:
@@ -618,19 +824,47 @@ class WpoolApp(App[int]):
                 task.cancel()
 
 
+_NEVER_HELD = frozenset({"ctrl+c", "ctrl+q"})
+"""Keys that act at once even while a dialog is being opened."""
+
 _PALETTE_HELP = {
     "add_jobs": "Submit a number of jobs",
     "grow": "Add one worker",
     "shrink": "Retire one worker",
     "resize": "Set the number of workers",
-    "pause": "Pause or resume taking jobs",
+    "pause": "Stop taking jobs from the queue",
+    "resume": "Take jobs from the queue again",
     "freeze": "Freeze or unfreeze the view",
+    "filter": "Filter the job log",
+    "log": "Put the focus on the job log",
     "failed": "Show failed jobs (dead letters)",
     "details": "Details of the selected job",
-    "shutdown": "Graceful shutdown, or its next phase",
+    "shutdown": "Graceful shutdown",
+    "escalate": "Skip the shutdown to its next phase",
     "quit_app": "Quit (offers a graceful shutdown)",
     "help": "Show the keys",
 }
+
+_HELP: dict[str, tuple[str, str]] = {
+    "add_jobs": ("add jobs (asks how many)", "while running"),
+    "resize": ("set the number of workers", "while running"),
+    "pause": ("pause / resume taking jobs from the queue", "while running"),
+    "filter": ("filter the log: words, outcome:failed, worker:w3; escape clears", ""),
+    "failed": ("failed jobs: enter details, / filter, r resubmit, R all shown", ""),
+    "shutdown": ("graceful shutdown (asks first); during one, skip ahead", ""),
+    "help": ("this help (ctrl+p: every action in the command palette)", ""),
+    "quit_app": ("quit: while running, enter shuts down gracefully first", ""),
+    "grow": ("one more worker", "while running"),
+    "shrink": ("one worker less (a busy one finishes its job first)", "while running"),
+    "freeze": ("freeze the view (events are still read)", "until stopped"),
+    "log": ("the log: up or home holds it, end or G follows the newest", ""),
+    "details": ("details of the selected worker's job or log row", ""),
+    "interrupt": ("graceful shutdown, then quit; again: skip ahead", ""),
+}
+"""The help's line for each key (one line a key: p pauses and resumes, s shuts
+down and escalates), and when it applies if not always."""
+
+_READ_ONLY_QUIT = ("shut down gracefully, then quit; again: skip ahead", "")
 
 
 create_app = WpoolApp

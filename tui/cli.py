@@ -227,6 +227,7 @@ def demo_main(argv: Sequence[str]) -> int:
         queue_size=args.queue_size,
         job_timeout=args.job_timeout,
         cancel_grace=args.cancel_grace,
+        grace=args.grace,
         retry=RetryPolicy(max_attempts=2, backoff=0.5),
         seed=args.seed,
         name="demo",
@@ -323,6 +324,7 @@ def _run(args: argparse.Namespace) -> int:
         queue_size=args.queue_size,
         job_timeout=args.job_timeout,
         cancel_grace=args.cancel_grace,
+        grace=args.grace,
         retry=RetryPolicy(max_attempts=args.retries + 1) if args.retries else None,
         runner=None if args.shell else args.runner,
         name="run",
@@ -443,7 +445,8 @@ def batch_summary(
 ) -> str:
     """The lines that say how a run's jobs ended, and where the unfinished ones went."""
     counts = batch.outcomes()
-    parts = [f"{counts[name]} {name.replace('_', ' ')}" for name in counts if counts[name]]
+    # The outcome words are the joblog's and the dashboard's: timed_out, not "timed out".
+    parts = [f"{counts[name]} {name}" for name in counts if counts[name]]
     lines = [f"wpool-tui: {batch.total} jobs: {', '.join(parts) or 'none ended'}"]
     if report is None:
         lines.append("wpool-tui: the pool was not shut down")

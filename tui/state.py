@@ -8,6 +8,7 @@ gap (``EventsDropped``), the state is rebuilt from ``pool.snapshot()`` with
 
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +17,37 @@ from typing import Any, NamedTuple, assert_never
 from pool import PoolPhase, PoolSnapshot, WorkerState, events
 from pool.stats import LatencyWindow, Percentiles
 
-__all__ = ("DashboardState", "LogEntry", "ShutdownView", "WorkerView")
+__all__ = ("DashboardState", "LogEntry", "Outcome", "ShutdownView", "WorkerView")
 
 LOG_LIMIT = 500
 """Job outcomes the log keeps."""
 
 SPARK_SECONDS = 60
 """Seconds of per-second completions the sparkline shows."""
+
+
+class Outcome(enum.Enum):
+    """How a job, or one attempt at it, ended: one word for it everywhere.
+
+    The words are :class:`pool.JobState`'s for the five ends of a job (the
+    log, the failed list, the joblog and the summary all spell them so),
+    and two more that only the log shows.
+    """
+
+    SUCCEEDED = "succeeded"
+    """The handler returned."""
+    FAILED = "failed"
+    """The handler raised (or its worker crashed), and no retry follows."""
+    TIMED_OUT = "timed_out"
+    """It ran past its deadline and was stopped."""
+    CANCELLED = "cancelled"
+    """It was cancelled: before it started, or while it ran."""
+    ABANDONED = "abandoned"
+    """It ignored its cancellation and was left behind."""
+    RETRYING = "retrying"
+    """An attempt failed and another follows (the job is not over)."""
+    REJECTED = "rejected"
+    """The queue was full: the job was never accepted."""
 
 
 @dataclass(slots=True)
@@ -39,6 +64,8 @@ class WorkerView:
     jobs_done: int = 0
     jobs_failed: int = 0
     restarts: int = 0
+    label: str = ""
+    """What its job is, for people (a shell command's text), if known."""
     changed_at: float = 0.0
     """When the state last changed: the panel is highlighted for a moment after."""
     cancelling: bool = False
@@ -53,6 +80,7 @@ class WorkerView:
     def clear_job(self) -> None:
         """Forget the job it ran."""
         self.job_id = None
+        self.label = ""
         self.job_started_at = None
         self.attempt = None
         self.progress = None
@@ -70,10 +98,11 @@ class LogEntry(NamedTuple):
     at: float
     job_id: str
     worker_id: str | None
-    outcome: str
-    """succeeded, failed, retrying, timed out, cancelled, abandoned or rejected."""
+    outcome: Outcome
     duration: float | None
     error: str = ""
+    label: str = ""
+    """What the job is, for people (a shell command's text), if known."""
 
 
 @dataclass(slots=True)
@@ -90,6 +119,8 @@ class ShutdownView:
     running: int = 0
     queued: int = 0
     stopped: events.PoolStopped | None = None
+    reason: str | None = None
+    """Why the pool is shutting down, when nobody asked it to."""
 
 
 @dataclass(slots=True)
@@ -119,6 +150,8 @@ class DashboardState:
     """Events this dashboard missed (it resynced after each gap)."""
     total: int | None = None
     """How many jobs the run has, when it is a batch of known size."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """What each live job is, for people (from ``JobSubmitted.label``), by job id."""
     outputs: OrderedDict[str, events.JobOutputCaptured] = field(default_factory=OrderedDict)
     """The last ``LOG_LIMIT`` jobs' process output (exit code, tail), by job id."""
     log: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=LOG_LIMIT))
@@ -168,17 +201,40 @@ class DashboardState:
         return min(1.0, self.finished / self.total)
 
     def eta(self) -> float | None:
-        """Seconds until a known-size batch ends at the recent rate; None if unknown."""
+        """Seconds until a known-size batch ends; None when that cannot be told.
+
+        Each job not yet started takes the typical (median) run time, shared
+        among the live workers; each running job takes what the typical time
+        leaves of it. When only running jobs are left and every one of them
+        has run past the typical time, or no run time is known yet, or no
+        worker is live, nothing honest can be said: None.
+        """
         if not self.total:
             return None
         left = self.total - self.finished
         if left <= 0:
             return 0.0
-        rate = self.throughput()
-        if rate * 5 < 5 and self.uptime > 0:
-            # Too few recent ends to go by (long jobs): the whole run's average.
-            rate = self.finished / self.uptime
-        return left / rate if rate > 0 else None
+        times = self.run_times.percentiles()
+        workers = self.live_workers
+        if not times.count or not workers:
+            return None
+        typical = times.p50
+        now = self.now
+        remaining = [
+            max(0.0, typical - (now - view.job_started_at))
+            for view in self.workers.values()
+            if view.job_id is not None and view.job_started_at is not None
+        ]
+        longest = max(remaining, default=0.0)
+        waiting = max(0, left - len(remaining))
+        if not waiting:
+            return longest or None
+        return max(longest, (waiting * typical + sum(remaining)) / workers)
+
+    def running_longest(self) -> float | None:
+        """Seconds the longest-running job has run, or None when none runs."""
+        starts = [v.job_started_at for v in self.workers.values() if v.job_started_at is not None]
+        return self.now - min(starts) if starts else None
 
     @property
     def uptime(self) -> float:
@@ -194,13 +250,22 @@ class DashboardState:
             return 0.0
         return max(0.0, self.now - min(self._queued_since.values()))
 
+    @property
+    def ran(self) -> int:
+        """Jobs that ran to an end: succeeded, failed or timed out (what jobs/s counts)."""
+        return self.succeeded + self.failed + self.timed_out
+
     def throughput(self) -> float:
-        """Jobs ended per second over the last five whole seconds."""
+        """Jobs that ran to an end, per second, over the last five whole seconds.
+
+        Cancelled and abandoned jobs are not counted: a shutdown that hands
+        back a full queue must not look like a burst of work done.
+        """
         recent = list(self._spark)[-6:-1]
         return sum(recent) / 5.0
 
     def sparkline(self) -> list[int]:
-        """Jobs ended in each of the last ``SPARK_SECONDS`` seconds, oldest first."""
+        """Jobs that ran to an end in each of the last ``SPARK_SECONDS`` seconds, oldest first."""
         return list(self._spark)
 
     def run_time(self) -> Percentiles:
@@ -282,7 +347,7 @@ class DashboardState:
             case events.JobRejected(job_id=job_id, at=at):
                 self.submitted += 1
                 self.rejected += 1
-                self._add_log(LogEntry(at, job_id, None, "rejected", None, event.reason))
+                self._add_log(LogEntry(at, job_id, None, Outcome.REJECTED, None, event.reason))
             case events.JobStarted():
                 _started(self, event)
             case events.JobProgressed(worker_id=worker_id):
@@ -300,7 +365,13 @@ class DashboardState:
                 self._queued_since[event.job_id] = at + event.delay
                 self._add_log(
                     LogEntry(
-                        at, event.job_id, worker_id, "retrying", event.duration, event.error.short()
+                        at,
+                        event.job_id,
+                        worker_id,
+                        Outcome.RETRYING,
+                        event.duration,
+                        event.error.short(),
+                        self.labels.get(event.job_id, ""),
                     )
                 )
             case events.JobFailed(worker_id=worker_id, at=at):
@@ -310,7 +381,13 @@ class DashboardState:
                 self._count_end(at)
                 self._add_log(
                     LogEntry(
-                        at, event.job_id, worker_id, "failed", event.duration, event.error.short()
+                        at,
+                        event.job_id,
+                        worker_id,
+                        Outcome.FAILED,
+                        event.duration,
+                        event.error.short(),
+                        self.labels.pop(event.job_id, ""),
                     )
                 )
             case events.JobOutputCaptured(job_id=job_id):
@@ -328,7 +405,16 @@ class DashboardState:
                 self.worker(worker_id).jobs_failed += 1
                 self.timed_out += 1
                 self._count_end(at)
-                self._add_log(LogEntry(at, event.job_id, worker_id, "timed out", event.duration))
+                self._add_log(
+                    LogEntry(
+                        at,
+                        event.job_id,
+                        worker_id,
+                        Outcome.TIMED_OUT,
+                        event.duration,
+                        label=self.labels.pop(event.job_id, ""),
+                    )
+                )
             case events.JobCancelled(worker_id=worker_id, at=at):
                 if event.started and worker_id is not None:
                     self._attempt_ended(worker_id, event.job_id, at, None)
@@ -336,13 +422,30 @@ class DashboardState:
                     self.queued -= 1
                     self._queued_since.pop(event.job_id, None)
                 self.cancelled += 1
-                self._count_end(at)
-                self._add_log(LogEntry(at, event.job_id, worker_id, "cancelled", None))
+                # Not counted in the throughput: jobs/s is of jobs that ran to an end.
+                self._add_log(
+                    LogEntry(
+                        at,
+                        event.job_id,
+                        worker_id,
+                        Outcome.CANCELLED,
+                        None,
+                        label=self.labels.pop(event.job_id, ""),
+                    )
+                )
             case events.JobAbandoned(worker_id=worker_id, at=at):
                 self._attempt_ended(worker_id, event.job_id, at, event.duration)
                 self.abandoned += 1
-                self._count_end(at)
-                self._add_log(LogEntry(at, event.job_id, worker_id, "abandoned", event.duration))
+                self._add_log(
+                    LogEntry(
+                        at,
+                        event.job_id,
+                        worker_id,
+                        Outcome.ABANDONED,
+                        event.duration,
+                        label=self.labels.pop(event.job_id, ""),
+                    )
+                )
             case events.WorkerStarted(worker_id=worker_id, at=at):
                 self.worker(worker_id).set_state(WorkerState.IDLE, at)
             case events.WorkerRetireRequested(worker_id=worker_id, at=at):
@@ -389,6 +492,7 @@ class DashboardState:
                     phase_length=event.grace,
                     running=self.running,
                     queued=self.queued,
+                    reason=event.reason,
                 )
             case events.ShutdownTick(phase=phase):
                 view_ = self.shutdown
@@ -432,7 +536,7 @@ class DashboardState:
         if self._spark_second is not None:
             # Jobs that ended in the gap count in the sparkline (and so in the
             # throughput) too, as ending now: the gap is at most a frame old.
-            unseen = stats.finished - self.finished
+            unseen = (stats.succeeded + stats.failed + stats.timed_out) - self.ran
             if unseen > 0:
                 self._roll_spark(int(max(self.now, snapshot.at)))
                 self._spark[-1] += unseen
@@ -499,6 +603,8 @@ def _submitted(state: DashboardState, event: events.JobSubmitted) -> None:
     state.submitted += 1
     state.queued += 1
     state._queued_since[event.job_id] = event.at
+    if event.label:
+        state.labels[event.job_id] = event.label
 
 
 def _started(state: DashboardState, event: events.JobStarted) -> None:
@@ -511,6 +617,7 @@ def _started(state: DashboardState, event: events.JobStarted) -> None:
     view = state.worker(event.worker_id)
     view.clear_job()
     view.job_id = event.job_id
+    view.label = state.labels.get(event.job_id, "")
     view.job_started_at = event.at
     view.attempt = event.attempt
     if view.state is not WorkerState.RETIRING:
@@ -522,7 +629,12 @@ def _succeeded(state: DashboardState, event: events.JobSucceeded) -> None:
     state.succeeded += 1
     state.worker(event.worker_id).jobs_done += 1
     state._count_end(event.at)
-    state._add_log(LogEntry(event.at, event.job_id, event.worker_id, "succeeded", event.duration))
+    label = state.labels.pop(event.job_id, "") if state.labels else ""
+    state._add_log(
+        LogEntry(
+            event.at, event.job_id, event.worker_id, Outcome.SUCCEEDED, event.duration, "", label
+        )
+    )
 
 
 _FAST_FOLDS: dict[type[Any], Callable[[DashboardState, Any], None]] = {

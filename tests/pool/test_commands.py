@@ -223,3 +223,47 @@ class TestStopping:
         assert handle.output is not None
         assert handle.output.exit_code == -signal.SIGKILL
         assert children.live_groups() == frozenset()
+
+
+class TestLabels:
+    """A command job is named by its command line where people read it."""
+
+    @pytest.mark.parametrize(
+        ("payload", "label"),
+        [
+            (b"echo hi", "echo hi"),
+            (b"  make -j4 all  \n", "make -j4 all"),
+            (b"for i in 1 2; do\n  echo $i\ndone", "for i in 1 2; do …"),
+            (b"x" * 300, "x" * 199 + "…"),
+            (b"printf '\xff'", "printf '\\xff'"),
+        ],
+    )
+    def test_describe_gives_the_first_line_shortened(self, payload: bytes, label: str) -> None:
+        assert ShellCommands().describe(Job(payload=payload)) == label
+
+    async def test_the_label_is_in_the_submitted_event_and_from_the_pool(self, shell: Pool) -> None:
+        sub = shell.events()
+        job = command("echo labelled", id="7")
+        handle = await shell.submit(job)
+        submitted = await next_event(sub, events.JobSubmitted)
+        assert (submitted.job_id, submitted.label) == ("7", "echo labelled")
+        assert shell.describe(job) == "echo labelled"
+        await handle
+
+    async def test_a_pool_given_describe_uses_it_and_others_have_no_label(self) -> None:
+        async def handler(job: Job, ctx: object) -> None:
+            return None
+
+        async with Pool(handler, describe=lambda job: f"<{job.id}>") as pool:
+            sub = pool.events()
+            await pool.submit(Job(id="a"))
+            assert (await next_event(sub, events.JobSubmitted)).label == "<a>"
+        async with Pool(handler) as pool:
+            sub = pool.events()
+            await pool.submit(Job(id="b"))
+            assert (await next_event(sub, events.JobSubmitted)).label == ""
+            assert pool.describe(Job(id="b")) == ""
+
+    def test_a_describe_that_is_not_callable_is_refused(self) -> None:
+        with pytest.raises(TypeError, match=r"^describe must be callable or None, got 'x'$"):
+            Pool(ShellCommands(), describe="x")  # type: ignore[arg-type]

@@ -342,9 +342,9 @@ class TestMaker:
             made.seq = 0
 
     def test_arguments_are_in_field_order(self) -> None:
-        made = ev._maker(ev.JobSubmitted)(7, 2.5, "job-1", 4)
+        made = ev._maker(ev.JobSubmitted)(7, 2.5, "job-1", 4, "echo hi")
 
-        assert made == ev.JobSubmitted(seq=7, at=2.5, job_id="job-1", queued=4)
+        assert made == ev.JobSubmitted(seq=7, at=2.5, job_id="job-1", queued=4, label="echo hi")
 
     def test_wrong_number_of_arguments_is_refused(self) -> None:
         with pytest.raises(TypeError):

@@ -125,6 +125,8 @@ class TestLifecycle:
             ({"max_workers": 0}, ValueError, r"^max_workers must be >= 1, got 0$"),
             ({"job_timeout": -1}, ValueError, r"^job_timeout must be > 0, got -1$"),
             ({"cancel_grace": -0.5}, ValueError, r"^cancel_grace must be >= 0, got -0.5$"),
+            ({"grace": -1}, ValueError, r"^grace must be >= 0, got -1$"),
+            ({"grace": None}, TypeError, r"^grace must be a number of seconds, got None$"),
             ({"retry": 3}, TypeError, r"^retry must be a RetryPolicy or None, got 3$"),
             (
                 {"runner": "fork"},
@@ -692,6 +694,23 @@ class TestSupervision:
             pool.submit_nowait(Job())
         identity(pool)
 
+    async def test_the_shutdown_supervision_begins_has_the_pools_grace(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=2, max_restarts=0, grace=30.0)
+        sub = pool.events()
+        await pool.start()
+        pool.submit_nowait(Job(payload=b"hold", id="long"))
+        pool.submit_nowait(Job(payload=b"crash", id="c"))
+        started = await next_event(sub, events.ShutdownStarted)
+        assert started.grace == 30.0
+        await clock.advance(29.9)
+        assert pool.phase is PoolPhase.DRAINING  # the held job still has its grace
+        await clock.advance(0.1)
+        report = await pool.wait_stopped()
+        assert report.failed
+        assert report.cancelled == ("long",)
+
     async def test_crashes_outside_the_window_do_not_add_up(self, clock: ManualClock) -> None:
         pool = make(Script(), clock, workers=1, max_restarts=1, restart_window=5.0)
         await pool.start()
@@ -984,6 +1003,22 @@ class TestShutdown:
         report = await pool.wait_stopped()
         assert len(report.cancelled) == 1
         assert pool.phase is PoolPhase.STOPPED
+
+    async def test_a_shutdown_given_no_grace_has_the_pools(self, clock: ManualClock) -> None:
+        script = Script()
+        pool = make(script, clock, grace=4.0)
+        sub = pool.events()
+        await pool.start()
+        held = pool.submit_nowait(Job(payload=b"hold"))
+        await run_started(pool, held)
+        stopping = asyncio.ensure_future(pool.shutdown())
+        assert (await next_event(sub, events.ShutdownStarted)).grace == 4.0
+        await clock.advance(3.9)
+        assert held.state is JobState.RUNNING
+        await clock.advance(0.1)
+        await stopping
+        assert held.state is JobState.CANCELLED
+        assert pool.grace == 4.0
 
     @pytest.mark.parametrize("grace", [-1.0, float("nan")])
     async def test_a_bad_grace_is_refused_and_changes_nothing(

@@ -281,6 +281,58 @@ async def idle(stage: Stage) -> None:
     await stage.advance(2.0)
 
 
+async def long_run(stage: Stage) -> None:
+    """A minute of work: far more outcomes than the log shows at once."""
+    for n in range(60):
+        stage.submit(f"row-{n + 1:03d}", "fail:7" if n % 9 == 4 else "hold")
+        stage.submit(f"row-{n + 61:03d}", "hold")
+        await stage.advance(0.5)
+        await stage.release()
+        await stage.advance(0.5)
+    stage.submit("row-121", "progress:0.4", note="importing")
+    await stage.advance(0.3)
+
+
+async def long_run_filtered(stage: Stage) -> None:
+    """The long run, with the log filtered down to its failures."""
+    await long_run(stage)
+    stage.app.action_filter()
+    await stage.settle()
+
+
+async def markup_job(stage: Stage) -> None:
+    """Jobs whose ids and errors look like markup and terminal controls: shown as text."""
+    await history(stage)
+    stage.submit("[/x] [bold]not bold[/]", "fail:13")
+    stage.submit("\x1b[2J\x1b[31mred\x07", "progress:0.5", note="[red]note[/red]")
+    await stage.advance(0.5)
+
+
+async def read_only_stopping(stage: Stage) -> None:
+    """Read-only, and q pressed: the shutdown runs, and only q acts on it."""
+    await busy(stage)
+    stage.app.action_quit_app()
+    await stage.settle()
+    for _ in range(20):
+        await stage.clock.advance(0.1)
+    await stage.settle()
+
+
+async def finished_batch(stage: Stage) -> None:
+    """A batch that ended by itself: its totals, not an empty shutdown report."""
+    for n in range(12):
+        stage.submit(f"row-{n + 1:03d}", "fail:3" if n in (4, 9) else "hold")
+    await stage.advance(0.5)
+    await stage.release()
+    await stage.advance(0.5)
+    await stage.release()
+    await stage.advance(0.5)
+    await stage.release()
+    await stage.advance(0.5)
+    stage.app.begin_shutdown()
+    await stage.settle()
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "startup": lambda: build(idle),
     "busy": lambda: build(busy),
@@ -306,5 +358,13 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "command_detail": lambda: build(
         command_failed, handler=ShellCommands(tail_lines=8), press=("f", "enter")
     ),
+    "log_following": lambda: build(long_run, total_jobs=200),
+    "log_held": lambda: build(long_run, total_jobs=200, press=("l", "pageup", "up", "up")),
+    "log_filter": lambda: build(long_run_filtered, total_jobs=200, press=tuple("outcome:failed")),
+    "markup_job": lambda: build(markup_job),
+    "markup_job_failed_list": lambda: build(markup_job, press=("f",)),
+    "read_only_stopping": lambda: build(read_only_stopping, read_only=True),
+    "finished_batch": lambda: build(finished_batch, total_jobs=12),
+    "small_terminal_stopping": lambda: build(draining, size=(80, 24)),
 }
 """Every pictured state, by name."""

@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-import pytest_asyncio
-from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets import DataTable, Input, Static
 
-import tui.app
-from pool import Job, JobContext, JobState, ManualClock, Pool, PoolPhase, events
-from tests.helpers import Script, release_all, settle
-from tui.app import WpoolApp, create_app
+from pool import Job, JobState, ManualClock, PoolPhase, events
+from tests.tui.rig import CONTROL_ACTIONS, Rig, dialog_error, frame, running, text_of
 from tui.screens.dialogs import (
     AddJobsScreen,
     ConfirmShutdownScreen,
@@ -37,123 +28,9 @@ from tui.screens.jobs import DeadLettersScreen, JobDetailScreen
 from tui.widgets.countdown import Countdown
 from tui.widgets.joblog import JobLog
 from tui.widgets.summary import Summary
-from tui.widgets.workers import WorkerPanel
+from tui.widgets.workers import WorkerGrid, WorkerPanel
 
-SIZE = (120, 40)
-
-CONTROL_ACTIONS = ("add_jobs", "grow", "shrink", "resize", "pause", "shutdown")
-"""The app's actions that change the pool."""
-
-
-@pytest.fixture(autouse=True)
-def _frames_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The app draws a frame on a real-time interval (1 / FPS seconds). Here
-    # that interval is longer than any test, and the tests draw each frame
-    # with app.refresh_now(): what is on screen never depends on real time.
-    monkeypatch.setattr(tui.app, "FPS", 1e-6)
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _release_held_jobs() -> AsyncIterator[None]:
-    # Runs inside the test's loop, so it is torn down before the loop is: a
-    # test that fails while a job ignores cancellation would otherwise hang
-    # the loop's teardown, which waits for every task.
-    yield
-    release_all()
-    await settle()
-    # The pool was stopped and the app has gone: nothing of either may still run.
-    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not left, left
-
-
-class Handler:
-    """:class:`Script`'s payloads, plus ``flaky``: fails the first attempt of each job id."""
-
-    def __init__(self) -> None:
-        self.script = Script()
-        self.failed_once: set[str] = set()
-
-    @property
-    def started(self) -> list[str]:
-        return self.script.started
-
-    async def __call__(self, job: Job, ctx: JobContext) -> bytes:
-        if job.payload == b"flaky" and job.id not in self.failed_once:
-            self.failed_once.add(job.id)
-            self.script.started.append(job.id)
-            raise ValueError(f"job {job.id} is flaky")
-        return await self.script(job, ctx)
-
-
-@dataclass
-class Rig:
-    """A pool on a manual clock, and what the app's ``a`` key submits to it."""
-
-    clock: ManualClock
-    handler: Handler = field(default_factory=Handler)
-    pool_options: dict[str, Any] = field(default_factory=dict)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _pool: Pool | None = None
-
-    @property
-    def pool(self) -> Pool:
-        if self._pool is None:
-            self._pool = Pool(self.handler, workers=2, clock=self.clock, **self.pool_options)
-        return self._pool
-
-    def make_job(self) -> Job:
-        """A job the add dialog submits: one that succeeds at once."""
-        return Job(id=f"job-{next(self._ids)}", payload=b"ok")
-
-    def app(self, **options: Any) -> WpoolApp:
-        options.setdefault("animate", False)  # no cursor blink: nothing changes on its own
-        return create_app(self.pool, clock=self.clock, make_job=self.make_job, **options)
-
-    def submit(self, payload: bytes, job_id: str | None = None) -> str:
-        job = Job(payload=payload) if job_id is None else Job(id=job_id, payload=payload)
-        self.pool.submit_nowait(job)
-        return job.id
-
-    async def finish(self) -> None:
-        """Stop the pool for good, whatever its jobs do (a test's last step)."""
-        self.handler.script.release()
-        if self.pool.phase is PoolPhase.CREATED or self.pool.phase.is_final:
-            return
-        task = asyncio.ensure_future(self.pool.shutdown(grace=1.0, cancel_grace=1.0))
-        await self.clock.advance(3.0)
-        await task
-
-
-@pytest.fixture
-def rig(clock: ManualClock) -> Rig:
-    return Rig(clock)
-
-
-@asynccontextmanager
-async def running(app: WpoolApp, rig: Rig) -> AsyncIterator[Pilot[int]]:
-    """Run ``app`` headless; stop its pool before the app goes, so no task is left."""
-    async with app.run_test(size=SIZE) as pilot:
-        try:
-            yield pilot
-        finally:
-            await rig.finish()
-            await settle()
-
-
-async def frame(pilot: Pilot[int]) -> None:
-    """Let the pool's and the app's ready work run (no time passes), then draw one frame."""
-    await settle()
-    app = pilot.app
-    assert isinstance(app, WpoolApp)
-    app.refresh_now()
-
-
-def text_of(widget: Static) -> str:
-    return str(widget.content)
-
-
-def dialog_error(app: WpoolApp) -> str:
-    return text_of(app.screen.query_one("#error", Label))
+pytestmark = pytest.mark.usefixtures("frames_only_when_asked", "release_held_jobs")
 
 
 def phases(batch: list[events.PoolEvent]) -> list[PoolPhase]:
@@ -405,13 +282,15 @@ async def test_enter_in_the_failed_jobs_shows_the_error_and_traceback(rig: Rig) 
 # --- enter: details ----------------------------------------------------------------
 
 
-async def test_enter_on_a_focused_worker_panel_opens_its_job_detail(rig: Rig) -> None:
+async def test_enter_on_a_selected_worker_opens_its_job_detail(rig: Rig) -> None:
     app = rig.app()
     async with running(app, rig) as pilot:
         job_id = rig.submit(b"hold")
         await frame(pilot)
         (busy,) = [w.id for w in rig.pool.snapshot().workers if w.job_id == job_id]
-        app.query_one(f"#worker-{busy}", WorkerPanel).focus()
+        grid = app.query_one(WorkerGrid)
+        grid.focus()
+        grid.selected = busy
         await pilot.pause()
         await pilot.press("enter")
         assert isinstance(app.screen, JobDetailScreen)
@@ -564,19 +443,26 @@ async def test_q_after_the_pool_stopped_exits_1_when_a_job_failed(rig: Rig) -> N
     assert app.return_value == 1
 
 
-async def test_q_while_running_offers_the_graceful_shutdown(rig: Rig) -> None:
+async def test_q_while_running_offers_the_graceful_shutdown_and_quits_after_it(
+    rig: Rig,
+) -> None:
     app = rig.app()
     async with running(app, rig) as pilot:
+        rig.submit(b"hold")
+        await frame(pilot)
         await pilot.press("q")
         assert isinstance(app.screen, QuitScreen)
         assert rig.pool.phase is PoolPhase.RUNNING
         assert app.return_value is None
         await pilot.press("enter")  # "Shut down gracefully" has the focus
-        assert isinstance(app.screen, ConfirmShutdownScreen)
-        await pilot.press("enter")
+        await frame(pilot)
+        assert len(app.screen_stack) == 1, "the defaults: nothing more to ask"
+        assert rig.pool.phase is PoolPhase.DRAINING
+        assert app.return_value is None
+        rig.handler.script.release()
         await frame(pilot)
         assert rig.pool.phase is PoolPhase.STOPPED
-        assert app.return_value is None, "the graceful way leaves q to the operator"
+    assert app.return_value == 0, "asked to quit: it quits once stopped"
 
 
 async def test_textuals_own_quit_also_offers_the_graceful_shutdown(rig: Rig) -> None:
@@ -686,7 +572,7 @@ async def test_read_only_failed_jobs_cannot_be_resubmitted(rig: Rig) -> None:
         assert isinstance(app.screen, DeadLettersScreen)
 
 
-async def test_after_the_shutdown_began_resize_add_and_pause_are_dimmed(rig: Rig) -> None:
+async def test_after_the_shutdown_began_resize_add_and_pause_are_hidden(rig: Rig) -> None:
     app = rig.app()
     async with running(app, rig) as pilot:
         rig.submit(b"hold")
@@ -696,9 +582,9 @@ async def test_after_the_shutdown_began_resize_add_and_pause_are_dimmed(rig: Rig
         app.begin_shutdown()  # what s then enter do (tested above)
         await frame(pilot)
         assert rig.pool.phase is PoolPhase.DRAINING
-        for action in ("add_jobs", "grow", "shrink", "resize", "pause"):
-            assert app.check_action(action, ()) is None, action
-        assert app.check_action("shutdown", ()) is True, "s escalates during a shutdown"
+        for action in ("add_jobs", "grow", "shrink", "resize", "pause", "shutdown"):
+            assert app.check_action(action, ()) is False, action
+        assert app.check_action("escalate", ()) is True, "s escalates during a shutdown"
         for key in ("a", "+", "-", "r", "p"):
             await pilot.press(key)
             await frame(pilot)
@@ -707,13 +593,14 @@ async def test_after_the_shutdown_began_resize_add_and_pause_are_dimmed(rig: Rig
             assert rig.pool.stats().target_workers == 2, key
             assert rig.pool.stats().submitted == 1, key
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert "Shutdown (s)" in titles
+        assert "Next phase (s)" in titles
         for gone in ("Add (a)", "+1 (+)", "-1 (-)", "Resize (r)", "Pause (p)"):
             assert gone not in titles, gone
         rig.handler.script.release()
         await frame(pilot)
         assert rig.pool.phase is PoolPhase.STOPPED
-        assert app.check_action("shutdown", ()) is None
+        assert app.check_action("shutdown", ()) is False
+        assert app.check_action("escalate", ()) is False
 
 
 # --- the command palette -------------------------------------------------------------
@@ -837,7 +724,7 @@ class TestShutdownsBegunElsewhere:
             for _ in range(3):
                 app.action_grow()
             app.action_pause()
-            app.action_pause()
+            app.action_resume()
             await frame(pilot)
             assert rig.pool.stats().target_workers == 5
             assert rig.pool.phase is PoolPhase.RUNNING

@@ -32,7 +32,7 @@ from pool import (
     events,
 )
 from tests.helpers import Crash, Script, release_all, settle
-from tui.state import LOG_LIMIT, SPARK_SECONDS, DashboardState, LogEntry, WorkerView
+from tui.state import LOG_LIMIT, SPARK_SECONDS, DashboardState, LogEntry, Outcome, WorkerView
 
 ERROR = ErrorInfo(type="tests.errors.BoomError", message="boom\nsecond line", traceback="tb")
 """A job's error; its short form is ``BoomError: boom``."""
@@ -581,13 +581,13 @@ class TestLog:
         feed.started("e", "w1", 7.0)
         feed.abandoned("e", "w1", 9.0, duration=2.0)
         assert list(feed.state.log) == [
-            LogEntry(1.0, "r", None, "rejected", None, "queue full"),
-            LogEntry(1.5, "a", "w1", "succeeded", 0.5),
-            LogEntry(3.0, "b", "w1", "retrying", 1.0, "BoomError: boom"),
-            LogEntry(4.0, "b", "w1", "failed", 1.0, "BoomError: boom"),
-            LogEntry(6.0, "c", "w1", "timed out", 2.0),
-            LogEntry(6.5, "d", None, "cancelled", None),
-            LogEntry(9.0, "e", "w1", "abandoned", 2.0),
+            LogEntry(1.0, "r", None, Outcome.REJECTED, None, "queue full"),
+            LogEntry(1.5, "a", "w1", Outcome.SUCCEEDED, 0.5),
+            LogEntry(3.0, "b", "w1", Outcome.RETRYING, 1.0, "BoomError: boom"),
+            LogEntry(4.0, "b", "w1", Outcome.FAILED, 1.0, "BoomError: boom"),
+            LogEntry(6.0, "c", "w1", Outcome.TIMED_OUT, 2.0),
+            LogEntry(6.5, "d", None, Outcome.CANCELLED, None),
+            LogEntry(9.0, "e", "w1", Outcome.ABANDONED, 2.0),
         ]
         assert feed.state.log_total == 7
 
@@ -681,7 +681,9 @@ class TestThroughput:
         assert feed.state.throughput() == 0.0
         assert sum(feed.state.sparkline()) == 5
 
-    def test_every_terminal_outcome_counts_and_retries_and_rejections_do_not(self) -> None:
+    def test_jobs_that_ran_to_an_end_count_and_cancelled_retried_or_rejected_do_not(
+        self,
+    ) -> None:
         feed = Feed()
         feed.running(0.0, "w1", "w2", "w3")
         feed.state.tick(200.0)
@@ -698,7 +700,9 @@ class TestThroughput:
         feed.started("a", "w1", 200.6, attempt=2)
         feed.abandoned("a", "w1", 200.7, duration=0.1)
         feed.state.tick(201.0)
-        assert feed.state.sparkline()[-2:] == [4, 0]
+        # b failed and c timed out: they ran to an end. q was cancelled before it
+        # started and a was abandoned: a shutdown's hand-back is not work done.
+        assert feed.state.sparkline()[-2:] == [2, 0]
 
     def test_a_long_gap_clears_the_sparkline_and_time_never_goes_back(self) -> None:
         feed = Feed()
@@ -725,23 +729,30 @@ class TestBatchProgress:
         feed.cancelled("b", None, 1.5)
         assert feed.state.progress() == 0.5
 
-    def test_eta_goes_by_the_recent_rate(self) -> None:
+    def test_eta_shares_the_typical_run_time_of_the_jobs_left_among_the_workers(
+        self,
+    ) -> None:
         feed = Feed(DashboardState(total=40))
-        feed.running(99.0, "w1")
-        for second in range(100, 105):
-            for n in range(2):
-                feed.run_ok(f"j{second}-{n}", "w1", second + 0.1 * n)
-        feed.state.tick(105.0)
-        assert feed.state.throughput() == 2.0
-        assert feed.state.eta() == 15.0  # 30 left at 2 a second
+        feed.running(99.0, "w1", "w2")
+        for n in range(10):
+            feed.submitted(f"j{n}", 100.0 + n)
+            feed.started(f"j{n}", f"w{n % 2 + 1}", 100.0 + n)
+            feed.succeeded(f"j{n}", f"w{n % 2 + 1}", 101.0 + n, duration=1.0)
+        feed.state.tick(111.0)
+        assert feed.state.eta() == 15.0  # 30 left, a second each, on two workers
 
-    def test_eta_of_long_jobs_goes_by_the_whole_run(self) -> None:
+    def test_eta_counts_what_is_left_of_a_running_job(self) -> None:
         feed = Feed(DashboardState(total=10))
         feed.running(0.0, "w1")
-        feed.run_ok("a", "w1", 30.0)
-        feed.run_ok("b", "w1", 60.0)
-        feed.state.tick(100.0)  # nothing ended in the last five seconds
-        assert feed.state.eta() == 8 / (2 / 100.0)
+        for job_id, end in (("a", 30.0), ("b", 60.0)):
+            feed.submitted(job_id, end - 30.0)
+            feed.started(job_id, "w1", end - 30.0)
+            feed.succeeded(job_id, "w1", end, duration=30.0)
+        feed.submitted("c", 60.0)
+        feed.started("c", "w1", 60.0)
+        feed.state.tick(70.0)
+        # c has 20 s of its typical 30 left; then 7 more jobs of 30 s on one worker.
+        assert feed.state.eta() == 20.0 + 7 * 30.0
 
     def test_a_finished_batch_has_nothing_left(self) -> None:
         feed = Feed(DashboardState(total=1))

@@ -5,15 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from ..widgets.field import TypedInput
+from ..widgets.format import plain
 
 __all__ = (
     "AddJobsScreen",
     "ConfirmShutdownScreen",
+    "Dialog",
+    "FormDialog",
+    "HelpLine",
     "HelpScreen",
     "QuitScreen",
     "ResizeScreen",
@@ -30,7 +39,45 @@ def _focus_input(field: Input) -> None:
     field.focus()
 
 
-class _FormDialog(ModalScreen[_T | None], Generic[_T]):
+class Dialog(ModalScreen[_T]):
+    """A modal screen of this app: it says when keys typed ahead may reach it.
+
+    Keys typed in one burst with the key that opened a dialog arrive before
+    the dialog's widget has the focus. The app holds them until the dialog
+    is :attr:`ready` (a widget of it has the focus, or it has nothing to
+    focus), which the dialog announces with :class:`Ready`; the app then
+    lets them through, in order.
+    """
+
+    class Ready(Message):
+        """The dialog's widget has the focus: keys typed now reach it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """Whether keys typed now reach the dialog's focused widget."""
+        return self._ready
+
+    def on_mount(self) -> None:
+        # A dialog whose widget never takes the focus is ready once drawn:
+        # its keys are then the screen's own bindings.
+        self.call_after_refresh(self.announce_ready)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.announce_ready()
+
+    def announce_ready(self) -> None:
+        """Say that keys may reach this dialog now (a dialog with nothing to focus
+        calls it once mounted)."""
+        if not self._ready:
+            self._ready = True
+            self.post_message(self.Ready())
+
+
+class FormDialog(Dialog[_T | None], Generic[_T]):
     """A dialog with a field: Enter or OK checks it, and either dismisses with
     the value or shows what is wrong in its ``#error`` label; escape cancels."""
 
@@ -41,7 +88,8 @@ class _FormDialog(ModalScreen[_T | None], Generic[_T]):
         raise NotImplementedError
 
     def _refuse(self, message: str) -> None:
-        self.query_one("#error", Label).update(message)
+        # What was typed is in the message: plain text, never markup.
+        self.query_one("#error", Label).update(Text(plain(message, limit=300)))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -63,7 +111,7 @@ class _FormDialog(ModalScreen[_T | None], Generic[_T]):
         self.dismiss(None)
 
 
-class _NumberDialog(_FormDialog[int]):
+class _NumberDialog(FormDialog[int]):
     """Asks for a whole number in a range; refuses anything else with a message."""
 
     def __init__(self, *, title: str, prompt: str, default: int, low: int, high: int) -> None:
@@ -78,7 +126,7 @@ class _NumberDialog(_FormDialog[int]):
         with Vertical(classes="dialog"):
             yield Label(self._title, classes="dialog-title")
             yield Label(self._prompt)
-            yield Input(str(self._default), id="number", select_on_focus=True)
+            yield TypedInput(str(self._default), id="number", select_on_focus=True)
             yield Label("", id="error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK", variant="primary", id="ok")
@@ -130,7 +178,7 @@ class ShutdownChoice:
     drain: bool
 
 
-class ConfirmShutdownScreen(_FormDialog[ShutdownChoice]):
+class ConfirmShutdownScreen(FormDialog[ShutdownChoice]):
     """Confirm a graceful shutdown; Enter confirms with the grace and drain shown."""
 
     def __init__(self, *, grace: float, cancel_grace: float, drain: bool = True) -> None:
@@ -147,7 +195,7 @@ class ConfirmShutdownScreen(_FormDialog[ShutdownChoice]):
                 f"then they are cancelled, and after {self._cancel_grace:g}s more, abandoned."
             )
             yield Label("Grace period (seconds):")
-            yield Input(f"{self._grace:g}", id="grace", select_on_focus=True)
+            yield TypedInput(f"{self._grace:g}", id="grace", select_on_focus=True)
             yield Checkbox("Run the queued jobs too (drain)", value=self._drain, id="drain")
             yield Label("", id="error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
@@ -170,7 +218,7 @@ class ConfirmShutdownScreen(_FormDialog[ShutdownChoice]):
         return ShutdownChoice(grace=grace, drain=self.query_one("#drain", Checkbox).value)
 
 
-class QuitScreen(ModalScreen[str | None]):
+class QuitScreen(Dialog[str | None]):
     """Quitting while the pool runs: shut down gracefully first, or quit at once."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog-cancel")]
@@ -179,8 +227,9 @@ class QuitScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label("The pool is still running", classes="dialog-title")
             yield Static(
-                "A graceful shutdown lets running jobs finish and accounts for every job.\n"
-                "Quitting now cancels them at once, within the pool's cancel grace."
+                "Enter shuts it down gracefully, then quits: running jobs finish and "
+                "every job is accounted for. Quit now cancels them at once, within "
+                "the pool's cancel grace."
             )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Shut down gracefully", variant="primary", id="graceful")
@@ -198,38 +247,51 @@ class QuitScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-HELP = """\
-[b]wpool-tui[/b] shows a supervised worker pool live and drives it.
-
-[b]a[/b]      add jobs (asks how many)
-[b]+ / -[/b]  grow / shrink the pool by one worker
-[b]r[/b]      resize the pool to a number of workers
-[b]p[/b]      pause / resume taking jobs from the queue
-[b]space[/b]  freeze / unfreeze the view (events are still read)
-[b]f[/b]      failed jobs (dead letters), with resubmit
-[b]enter[/b]  details of the selected worker's job or log row
-[b]s[/b]      graceful shutdown; during one, skip to the next phase
-[b]q[/b]      quit (offers a graceful shutdown while the pool runs)
-[b]ctrl+p[/b] every action in the command palette
-[b]?[/b]      this help
-
+HELP_NOTES = """
 A worker's colour is its state: [green]busy[/], [dim]idle[/], [yellow]retiring[/],
-[magenta]restarting[/], [red]crashed[/]. A panel is highlighted for a second when
+[magenta]restarting[/], [red]crashed[/]; a panel is highlighted for a second when
 its state changes. A shutdown drains (running and, with drain, queued jobs
-finish), then cancels what still runs, then abandons what ignores it.
+finish), then cancels what still runs, then abandons what ignores that.
+Outcomes: succeeded, failed, timed_out, cancelled, abandoned; the log also
+shows retrying (another attempt follows) and rejected (the queue was full).
 """
 
 
-class HelpScreen(ModalScreen[None]):
-    """The keys and what the colours mean."""
+@dataclass(frozen=True, slots=True)
+class HelpLine:
+    """One key in the help: what it does, and when (if not always)."""
+
+    key: str
+    does: str
+    when: str = ""
+
+
+class HelpScreen(Dialog[None]):
+    """The keys that work in this dashboard, and what the colours mean."""
 
     BINDINGS = [
         Binding("escape,q,question_mark", "close", "Close", id="help-close"),
     ]
 
+    def __init__(self, lines: list[HelpLine], *, title: str = "wpool-tui") -> None:
+        super().__init__()
+        self._lines = lines
+        self._title = title
+
     def compose(self) -> ComposeResult:
+        width = max((len(line.key) for line in self._lines), default=1) + 2
+        keys = Text()
+        for line in self._lines:
+            keys.append(line.key.ljust(width), style="bold")
+            keys.append(line.does)
+            if line.when:
+                keys.append(f" ({line.when})", style="dim")
+            keys.append("\n")
         with Vertical(classes="dialog help"):
-            yield Static(HELP)
+            yield Label(self._title, classes="dialog-title")
+            with VerticalScroll():
+                yield Static(keys)
+                yield Static(HELP_NOTES)
             yield Label("escape closes", classes="dialog-hint")
 
     def action_close(self) -> None:

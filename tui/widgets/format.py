@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from pool import PoolPhase, WorkerState
 
-__all__ = ("PHASE_STYLE", "STATE_STYLE", "bar", "duration", "sparkline")
+__all__ = ("PHASE_STYLE", "STATE_STYLE", "bar", "duration", "plain", "sparkline")
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -29,6 +31,41 @@ PHASE_STYLE = {
     PoolPhase.STOPPED: "bold blue",
     PoolPhase.FAILED: "bold white on red",
 }
+
+
+# Characters that would move the cursor, change the terminal's state or
+# reorder the line if written as they are: C0 and C1 controls and DEL
+# (category Cc), and the bidirectional overrides and isolates.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_LINE_BREAKS = frozenset("\n\r\u2028\u2029\x85\x0b\x0c")
+
+
+def plain(text: str, *, lines: bool = False, limit: int | None = None) -> str:
+    """``text`` made safe to show as it is: every control character visible.
+
+    Text from jobs, handlers and users (ids, commands, errors, output, what
+    is typed) is always shown as plain text, never as markup (callers put
+    it in a ``rich.text.Text`` or ``Content``); this makes what would act on
+    the terminal visible instead: ``\x1b`` shows as ``\\x1b``. Tabs become
+    spaces. Line breaks become ``⏎`` unless ``lines`` keeps them (``\r\n``
+    and the other breaks then become plain ``\n``). ``limit`` cuts the text
+    to that many characters, ending in ``…``.
+    """
+    if limit is not None and len(text) > limit:
+        text = text[: max(0, limit - 1)] + "…"
+    if text.isprintable():
+        return text  # the common case: nothing to replace
+    out = []
+    for char in text.replace("\r\n", "\n"):
+        if char in _LINE_BREAKS:
+            out.append("\n" if lines else "⏎")
+        elif char == "\t":
+            out.append("    ")
+        elif char in _BIDI or unicodedata.category(char) == "Cc":
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def duration(seconds: float | None) -> str:
