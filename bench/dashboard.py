@@ -43,13 +43,11 @@ class _MeasuredApp(WpoolApp):
 
     def __init__(self, pool: Pool) -> None:
         super().__init__(pool, animate=False, freeze_gc=True)  # as the command does
-        self.frames = 0
         self.want_target: int | None = None
         self.shown = False
         self.painted: asyncio.Future[float] | None = None
 
     def refresh_now(self) -> None:
-        self.frames += 1
         super().refresh_now()
         if self.want_target is not None and self.state.target_workers == self.want_target:
             self.shown = True  # in the widgets now; on screen at the next paint

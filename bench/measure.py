@@ -53,6 +53,10 @@ class Sizes:
     """Seconds between two key presses while the dashboard is under load."""
     memory_jobs: int = 1_000_000
     """No-op jobs of the memory benchmark."""
+    idle_seconds: float = 30.0
+    """Seconds the idle dashboard's CPU time is measured over (a real terminal)."""
+    busy_jobs: int = 3_000
+    """``true`` commands of the busy run, with the dashboard and headless."""
 
 
 FULL = Sizes()
@@ -75,6 +79,8 @@ TINY = Sizes(
     dashboard_workers=2,
     key_interval=0.05,
     memory_jobs=2_000,
+    idle_seconds=0.5,
+    busy_jobs=20,
 )
 """Sizes small enough for a test: every benchmark runs, none of its figures means much."""
 

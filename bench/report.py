@@ -20,6 +20,8 @@ def format_value(line: Line) -> str:
         return f"{line.value:,.0f}/s"
     if line.unit == "":
         return f"{line.value:.2f}"
+    if line.unit == "%":
+        return f"{line.value:.1f}%"
     return f"{line.value:.1f} {line.unit}"
 
 

@@ -10,6 +10,7 @@ never waits for it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import signal
 import time
@@ -22,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import Footer, Header, Input
 
 from pool import (
     Clock,
@@ -39,6 +40,7 @@ from pool import (
     ShutdownReport,
     Subscription,
 )
+from pool import events as pool_events
 
 from .screens.dialogs import (
     AddJobsScreen,
@@ -63,13 +65,27 @@ __all__ = ("FPS", "PoolControl", "WpoolApp", "create_app")
 FPS = 20
 """Frames a second, at most: the pump and the widgets run once a frame."""
 
-BUSY_EVENTS = 500
-"""Events in one frame past which the dashboard is flooded: it draws less (below)."""
+IDLE_SECONDS = 1.0
+"""With no new event, a frame is drawn only this often (on the pool's clock):
+enough for the clocks on screen (uptime, how long each job has run), so that
+a dashboard left open on a quiet pool costs next to nothing."""
+
+PROGRESS_SECONDS = 0.5
+"""When the only news is progress (a job's bar, the shutdown's seconds), a frame
+is drawn at most this often; any other event is drawn at the next tick."""
+
+BUSY_RATE = 400
+"""Events a second past which the dashboard is busy: see ``BUSY_SECONDS``."""
 
 BUSY_SECONDS = 0.5
-"""While flooded, the worker panels and the log, the costly part of a frame (a
-layout and a repaint of most of the screen), are drawn at most this often; the
-summary, which shows every counter and a key's effect, is drawn every frame."""
+"""While busy, the worker panels and the log, the costly part of a frame (the
+log scrolls, so every visible row is drawn again), are drawn at most this
+often by the timer; the summary, which shows every counter, every frame. A
+key's effect is drawn whole, at once. Nobody reads more than two screens of
+outcomes a second."""
+
+BUSY_EVENTS = 500
+"""Events in one frame past which the dashboard is flooded: see ``FLOOD_EVERY``."""
 
 EVENT_BUFFER = 1_000
 """Events the dashboard's subscription holds before it misses some and resyncs.
@@ -79,6 +95,9 @@ A frame folds what is buffered: a frame's worth at 20,000 events a second
 dashboard would drop, and each frame resyncs from ``pool.snapshot()``
 (O(workers)) instead of folding hundreds of thousands of events: the
 counters stay exact, the log shows only the outcomes that were read."""
+
+COMPACT_HEIGHT = 30
+"""Terminal rows below which the dashboard packs its upper part tighter."""
 
 FLOOD_EVERY = 3
 """While events flood in (a frame had a gap or more than ``BUSY_EVENTS``), only
@@ -250,7 +269,12 @@ class WpoolApp(App[int]):
         self._interrupts = 0
         self._ticks = 0
         self._flooded = False
-        self._drawn_all_at = 0.0
+        self._busy = False
+        self._drawn_all_at = 0.0  # real time of the last frame with the panels and log
+        self._folded_at = 0.0  # real time of the last fold
+        self._clock_at = -IDLE_SECONDS  # the pool's time of the last frame
+        self.frames = 0
+        """Frames drawn so far (the benchmarks and tests count them)."""
         self._typed_ahead: list[tuple[str, str | None]] = []
 
     # --- layout and frames ----------------------------------------------------
@@ -289,6 +313,9 @@ class WpoolApp(App[int]):
         # At 80 columns the footer has room for the dashboard's keys or for
         # the palette's hint, not both: the keys win (ctrl+p still works).
         self.query_one(Footer).show_command_palette = event.size.width >= 100
+        # A short terminal: the log keeps rows (see app.tcss).
+        for part in ("#top", "#workers"):
+            self.query_one(part).set_class(event.size.height < COMPACT_HEIGHT, "-compact")
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -311,18 +338,49 @@ class WpoolApp(App[int]):
         self._ticks += 1
         if self._flooded and self._ticks % FLOOD_EVERY:
             return  # fewer frames while the loop is saturated
-        self.refresh_now()
+        news = self._fold()
+        since = self.clock.now() - self._clock_at
+        if (
+            news is _News.CHANGES
+            or since >= IDLE_SECONDS
+            or (news is _News.PROGRESS and since >= PROGRESS_SECONDS)
+        ):
+            self._draw(whole=not self._busy)
 
     def refresh_now(self) -> None:
-        """One frame: fold every pending event, then render (unless the view is frozen)."""
+        """One frame, all of it: fold every pending event, then draw (unless frozen).
+
+        What a key does is drawn this way, at once; the frames the timer
+        draws are lighter while events pour in (see ``BUSY_SECONDS``).
+        """
+        self._fold()
+        self._draw(whole=True)
+
+    def _fold(self) -> _News:
+        """Fold the pending events into the state; say what kind of news they were."""
         state = self.state
         sub = self._sub
         batch = sub.drain() if sub is not None else []
+        if not batch:
+            return _News.NONE
         gap = state.apply_all(batch)
         if gap:
             state.resync(self.pool.snapshot())
+        # Real time, not the pool's clock: this budgets the loop's own time.
+        now = time.monotonic()
+        elapsed = max(now - self._folded_at, 1 / FPS)
+        self._folded_at = now
         self._flooded = gap or len(batch) > BUSY_EVENTS
-        state.tick(self.clock.now())
+        self._busy = self._flooded or len(batch) / elapsed > BUSY_RATE
+        if gap or any(type(event) not in _PROGRESS for event in batch):
+            return _News.CHANGES
+        return _News.PROGRESS
+
+    def _draw(self, *, whole: bool) -> None:
+        state = self.state
+        self.frames += 1
+        self._clock_at = self.clock.now()
+        state.tick(self._clock_at)
         if state.phase is not self._phase_shown:
             self._phase_shown = state.phase
             self.refresh_bindings()
@@ -336,12 +394,10 @@ class WpoolApp(App[int]):
             return  # a last frame while the app tears its screen down
         summary.show(state, frozen=False)
         self.query_one(Countdown).show(state, self._countdown_hint())
-        if self._flooded:
-            # Real time, not the pool's clock: this budgets the loop's own time.
-            now = time.monotonic()
-            if now - self._drawn_all_at < BUSY_SECONDS:
-                return
-            self._drawn_all_at = now
+        now = time.monotonic()
+        if not whole and now - self._drawn_all_at < BUSY_SECONDS:
+            return
+        self._drawn_all_at = now
         self.query_one(WorkerGrid).show(state)
         self.query_one(JobLog).show(state)
 
@@ -590,11 +646,9 @@ class WpoolApp(App[int]):
     def _worker_details(self, message: WorkerGrid.DetailsWanted) -> None:
         self._show_worker_job(message.worker_id)
 
-    @on(DataTable.RowSelected, "#log")
-    def _log_selected(self, message: DataTable.RowSelected) -> None:
-        job_id = self.query_one(JobLog).entry_key(message.cursor_row)
-        if job_id is not None:
-            self._show_job(job_id)
+    @on(JobLog.Selected)
+    def _log_selected(self, message: JobLog.Selected) -> None:
+        self._show_job(message.job_id)
 
     def _show_worker_job(self, worker_id: str) -> None:
         view = self.state.workers.get(worker_id)
@@ -823,6 +877,20 @@ class WpoolApp(App[int]):
             if task is not self._stop_task:
                 task.cancel()
 
+
+class _News(enum.Enum):
+    """What a batch of events changes on screen."""
+
+    NONE = "none"
+    """No event came."""
+    PROGRESS = "progress"
+    """Only progress: a job's bar, the shutdown's seconds left."""
+    CHANGES = "changes"
+    """A job or worker changed state, or a figure did."""
+
+
+_PROGRESS = frozenset({pool_events.JobProgressed, pool_events.ShutdownTick})
+"""The events that only move a bar or a clock."""
 
 _NEVER_HELD = frozenset({"ctrl+c", "ctrl+q"})
 """Keys that act at once even while a dialog is being opened."""

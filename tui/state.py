@@ -165,6 +165,7 @@ class DashboardState:
         default_factory=lambda: deque([0] * SPARK_SECONDS, maxlen=SPARK_SECONDS)
     )
     _spark_second: int | None = None
+    _percentiles_at: tuple[int, Percentiles, Percentiles] | None = None
 
     # --- reading ------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class DashboardState:
         left = self.total - self.finished
         if left <= 0:
             return 0.0
-        times = self.run_times.percentiles()
+        times = self.run_time()
         workers = self.live_workers
         if not times.count or not workers:
             return None
@@ -270,11 +271,20 @@ class DashboardState:
 
     def run_time(self) -> Percentiles:
         """Percentiles of recent attempts' run time."""
-        return self.run_times.percentiles()
+        return self._percentiles()[0]
 
     def queue_wait(self) -> Percentiles:
         """Percentiles of recent jobs' wait in the queue."""
-        return self.waits.percentiles()
+        return self._percentiles()[1]
+
+    def _percentiles(self) -> tuple[Percentiles, Percentiles]:
+        # Sorting the windows is the costly part of a frame; they change only
+        # when an event is folded, that is, when ``seq`` moves.
+        cached = self._percentiles_at
+        if cached is None or cached[0] != self.seq:
+            cached = (self.seq, self.run_times.percentiles(), self.waits.percentiles())
+            self._percentiles_at = cached
+        return cached[1], cached[2]
 
     def worker(self, worker_id: str) -> WorkerView:
         """The view of a worker slot, made on first sight."""

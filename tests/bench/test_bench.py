@@ -21,6 +21,7 @@ SECTIONS = {
     "shutdown": 2,
     "dashboard": 5,
     "memory": 1,
+    "terminal": 2,
 }
 """How many lines each benchmark prints."""
 
@@ -35,7 +36,7 @@ async def test_each_benchmark_runs_once_and_reports_well_formed_lines(name: str)
         assert line.section == name
         assert line.name
         assert math.isfinite(line.value)
-        assert line.unit in ("x", "", "ms", "MB", "/s")
+        assert line.unit in ("x", "", "ms", "MB", "/s", "%")
         assert (line.met is None) == (line.target == "")
         assert line.verdict in ("", "met", "MISSED")
 

@@ -17,7 +17,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Static
 from textual.widgets._footer import FooterKey
 
-from pool import Job, JobState, ManualClock, Pool, PoolPhase
+import tui.app as tui_app
+from pool import Job, JobContext, JobState, ManualClock, Pool, PoolPhase
 from pool import events as ev
 from pool.commands import ShellCommands
 from tests.helpers import settle
@@ -496,7 +497,7 @@ class TestKeysThatNeverLie:
                 assert app.query_one(Countdown).has_class("-active")
                 assert {"q", "?"} <= set(shown_keys(app)), shown_keys(app)
                 log = app.query_one(JobLog)
-                assert log.scrollable_content_region.height >= 3
+                assert log.size.height - 1 >= 3, "three rows under the log's header"
             finally:
                 await rig.finish()
                 await settle()
@@ -624,13 +625,65 @@ class TestNumbersAddUp:
                 panels = " ".join(text_of(p) for p in app.query(WorkerPanel))
                 assert "2 sleep 30" in panels
                 log = app.query_one(JobLog)
-                job_cell = str(log.get_row_at(0)[1])
+                job_cell = log.row_text(0)[1]
                 assert job_cell == "1 exit 3  # the failing one"
                 await pilot.press("f")
                 table = app.screen.query_one("#letters", DataTable)
                 assert str(table.get_row_at(0)[0]) == "1 exit 3  # the failing one"
             finally:
                 await pool.shutdown(grace=0.0, cancel_grace=0.5)
+                await settle()
+
+
+class TestQuietIdle:
+    """Frames cost: a dashboard left open draws one only when something changed."""
+
+    async def test_the_timer_draws_only_news_and_the_clocks_once_a_second(self, rig: Rig) -> None:
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            await idle(pilot)
+            start = app.frames
+            for _ in range(10):
+                app._tick()  # what the frame timer calls, 20 times a second
+            assert app.frames == start, "nothing new, the clocks did not move"
+            await rig.clock.advance(tui_app.IDLE_SECONDS)
+            app._tick()
+            app._tick()
+            assert app.frames == start + 1, "the clocks, once"
+            rig.submit(b"ok", "news")
+            await settle()
+            app._tick()
+            assert app.frames == start + 2, "a job's events, at the next tick"
+            assert log_rows(app)[-1] == "news"
+
+    async def test_progress_alone_is_drawn_at_most_twice_a_second(self, rig: Rig) -> None:
+        gate = asyncio.Event()
+        contexts: list[JobContext] = []
+
+        async def reporting(job: Job, ctx: JobContext) -> None:
+            contexts.append(ctx)
+            await gate.wait()
+
+        pool = Pool(reporting, workers=1, clock=rig.clock)
+        app = WpoolApp(pool, clock=rig.clock, animate=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            try:
+                pool.submit_nowait(Job(id="slow"))
+                await idle(pilot)
+                (ctx,) = contexts
+                start = app.frames
+                for step in range(1, 5):
+                    ctx.progress(step / 10)
+                    app._tick()
+                assert app.frames == start, "progress only: not before PROGRESS_SECONDS"
+                await rig.clock.advance(tui_app.PROGRESS_SECONDS)
+                ctx.progress(0.5)
+                app._tick()
+                assert app.frames == start + 1
+                assert app.state.workers["w1"].progress == 0.5
+            finally:
+                gate.set()
+                await pool.shutdown(grace=1.0)
                 await settle()
 
 

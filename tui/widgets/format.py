@@ -6,7 +6,7 @@ import unicodedata
 
 from pool import PoolPhase, WorkerState
 
-__all__ = ("PHASE_STYLE", "STATE_STYLE", "bar", "duration", "plain", "sparkline")
+__all__ = ("PHASE_STYLE", "STATE_STYLE", "bar", "clock", "duration", "plain", "sparkline")
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -81,6 +81,17 @@ def duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def clock(seconds: float) -> str:
+    """A running clock to the second: ``42s``, ``4m05s``, ``2h03m``.
+
+    Whole seconds: a clock in tenths changes every frame, and each change
+    is a repaint.
+    """
+    if seconds < 60.0:
+        return f"{int(seconds)}s"
+    return duration(seconds)
 
 
 def bar(fraction: float, width: int) -> str:

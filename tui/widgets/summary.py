@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..state import DashboardState
-from .format import PHASE_STYLE, duration, sparkline
+from .format import PHASE_STYLE, clock, duration, sparkline
 
 __all__ = ("Summary", "render_outcomes", "render_progress", "render_summary")
 
@@ -89,7 +89,7 @@ def render_summary(
     first = [Text(f" {state.phase.value.upper()} ", style=PHASE_STYLE[state.phase] + " reverse")]
     if frozen:
         first.append(Text("FROZEN (space resumes the view)", style="bold reverse yellow"))
-    first.append(Text(f"uptime {duration(state.uptime)}"))
+    first.append(Text(f"uptime {clock(state.uptime)}"))
     workers = _figure("workers ", state.busy_workers, after=" busy / ")
     workers.append(f"{state.live_workers}", style="bold")
     workers.append(" live / ")

@@ -13,7 +13,7 @@ from textual.widgets import Static
 from pool import WorkerState
 
 from ..state import DashboardState, WorkerView
-from .format import STATE_STYLE, bar, duration, plain
+from .format import STATE_STYLE, bar, clock, plain
 
 __all__ = ("HIGHLIGHT_SECONDS", "WorkerGrid", "WorkerPanel")
 
@@ -69,7 +69,7 @@ class WorkerPanel(Static):
             view.restarts,
             view.cancelling,
             changed,
-            None if running is None else round(running, 1),
+            None if running is None else int(running),
         )
         if key == self._shown:
             return
@@ -101,7 +101,7 @@ def render_worker(view: WorkerView, running: float | None) -> Text:
         if view.label and view.label != view.job_id:
             text.append(" " + plain(view.label, limit=200), style="cyan")
         text.append("\n")
-        text.append(f"running {duration(running)}")
+        text.append(f"running {clock(running or 0.0)}")
         if view.cancelling:
             text.append("  cancelling", style="bold dark_orange")
         text.append("\n")
@@ -160,7 +160,6 @@ class WorkerGrid(Grid, can_focus=True):
 
     def on_resize(self) -> None:
         self.styles.grid_size_columns = self._columns()
-        self.set_class(self.app.size.height < 30, "-compact")
 
     def _columns(self) -> int:
         return max(1, min(6, self.size.width // self.PANEL_WIDTH))
