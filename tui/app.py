@@ -856,8 +856,8 @@ class WpoolApp(App[int]):
             line = _HELP.get(binding.action)
             if line is None or not self._available_in_mode(binding.action):
                 continue
-            if binding.action == "quit_app" and self.read_only:
-                line = _READ_ONLY_QUIT
+            if self.read_only:
+                line = _READ_ONLY_HELP.get(binding.action, line)
             lines.append(HelpLine(binding.key_display or binding.key, *line))
         title = "wpool-tui (read-only: watching, no control)" if self.read_only else "wpool-tui"
         self.push_screen(HelpScreen(lines, title=title))
@@ -932,7 +932,11 @@ _HELP: dict[str, tuple[str, str]] = {
 """The help's line for each key (one line a key: p pauses and resumes, s shuts
 down and escalates), and when it applies if not always."""
 
-_READ_ONLY_QUIT = ("shut down gracefully, then quit; again: skip ahead", "")
+_READ_ONLY_HELP: dict[str, tuple[str, str]] = {
+    "quit_app": ("shut down gracefully, then quit; again: skip ahead", ""),
+    "failed": ("failed jobs: enter details, / filter", ""),
+}
+"""The lines that say less in read-only mode: no key that is refused there."""
 
 
 create_app = WpoolApp

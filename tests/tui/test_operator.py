@@ -383,6 +383,9 @@ class TestKeysThatNeverLie:
             assert isinstance(app.screen, HelpScreen)
             keys = [line.key for line in app.screen._lines]
             assert keys == ["/", "f", "?", "q", "space", "l", "enter", "ctrl+c"]
+            said = " ".join(line.does for line in app.screen._lines)
+            for refused in ("resubmit", "resize", "add jobs", "pause", "shutdown (asks"):
+                assert refused not in said, refused
             await pilot.press("escape")
             await pilot.press("q")
             await idle(pilot)
