@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import children as children
 from . import commands as commands
 from . import events as events
+from . import wire as wire
 from .bus import Subscription as Subscription
 from .clock import Clock as Clock
 from .clock import ManualClock as ManualClock
@@ -72,4 +73,5 @@ __all__ = (
     "children",
     "commands",
     "events",
+    "wire",
 )
