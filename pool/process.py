@@ -55,7 +55,7 @@ from typing import IO, Any, Final
 from . import children
 from .commands import OutputTail, exit_description
 from .job import Job, JobContext, check_progress
-from .runners import SyncHandler, WorkerDied, _Abandoned
+from .runners import SyncHandler, WorkerDied, _Abandoned, check_not_coroutine
 
 __all__ = ("JobInterrupted", "ProcessRunner", "check_picklable")
 
@@ -494,7 +494,11 @@ class ProcessRunner:
                 self._ready.set_result(None)
             return
         if kind == "fatal":
+            _, type_name, message, _ = msg[1]
             self._fatal = _rebuild(msg[1])
+            self._dead = f"process {self._name} could not load its handler: " + (
+                f"{type_name}: {message}" if message else type_name
+            )
             return
         fut, ctx = self._pending, self._ctx
         if fut is None or fut.done() or ctx is None or msg[1] != self._seq:
@@ -764,7 +768,9 @@ def _child_main(fd: int) -> None:
     hello = inbox.get()
     try:
         fn = pickle.loads(hello[1])
-    except Exception as exc:
+    except BaseException as exc:
+        # Whatever the handler's module did on import (raised, or called
+        # sys.exit()), the parent is told what, rather than seeing a bare status.
         channel.send(("fatal", _describe(exc)))
         sys.exit(1)
     channel.send(("ready",))
@@ -806,7 +812,7 @@ def _run_job(fn: Callable[..., object], channel: _Channel, msg: _Message) -> Non
         try:
             state.armed = True
             channel.send(("started", seq))
-            result = fn(job, ctx)
+            result = check_not_coroutine(fn(job, ctx))
         finally:
             state.armed = False
     except JobInterrupted:

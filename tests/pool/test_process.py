@@ -13,6 +13,7 @@ import contextlib
 import errno
 import importlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -200,6 +201,11 @@ async def async_handler(job: Job, ctx: JobContext) -> None:
     """Not a process handler."""
 
 
+def forgets_to_await(job: Job, ctx: JobContext) -> object:
+    """Returns the coroutine of an async function instead of running it."""
+    return async_handler(job, ctx)
+
+
 # --- helpers ----------------------------------------------------------------
 
 
@@ -325,6 +331,17 @@ class TestCheckPicklable:
 
 
 class TestResults:
+    async def test_a_handler_that_returns_a_coroutine_fails_and_says_why(self) -> None:
+        async with process_pool(forgets_to_await) as pool:
+            handle = await pool.submit(Job(id="x"))
+            with pytest.raises(
+                JobFailedError,
+                match=r"^job 'x' failed: TypeError: the handler returned a coroutine "
+                r"\(async_handler\) without awaiting it, so its work never ran: "
+                r"make the handler async def, or await it there$",
+            ):
+                await handle
+
     async def test_result_comes_back(self) -> None:
         async with process_pool(echo) as pool:
             handle = await pool.submit(Job(payload=b"hello"))
@@ -622,15 +639,16 @@ class TestCrashes:
         module.handler = fn  # type: ignore[attr-defined]
         sys.modules[module.__name__] = module
         try:
-            async with process_pool(fn, max_restarts=0) as pool:
-                # The worker crashes before it takes any job, and the pool gives up.
+            async with process_pool(fn) as pool:
+                # The worker dies before it is ever ready: the pool cannot start,
+                # and gives up at once, whatever restarts it allows.
                 report = await pool.wait_stopped()
-            assert report.reason is not None
-            assert report.reason.startswith(
-                "worker w1 crashed 1 times within 5s (max_restarts=0): "
+            assert report.reason == (
+                "worker w1 could not start: process pool-w1 could not load its handler: "
+                "ModuleNotFoundError: No module named 'wpool_nowhere'"
             )
-            assert report.reason.endswith("ModuleNotFoundError: No module named 'wpool_nowhere'")
             assert pool.phase is PoolPhase.FAILED
+            assert pool.stats().restarts == 0
         finally:
             del sys.modules[module.__name__]
 
@@ -644,8 +662,10 @@ class TestCrashes:
         async with process_pool(echo, max_restarts=0) as pool:
             report = await pool.wait_stopped()
         assert pool.phase is PoolPhase.FAILED
-        assert report.reason is not None
-        assert report.reason.endswith("OSError: [Errno 24] Too many open files")
+        assert report.reason == (
+            "worker w1 could not start: process pool-w1 could not start: "
+            "[Errno 24] Too many open files"
+        )
 
     async def test_a_child_that_hangs_loading_the_handler_is_given_up_on(
         self, monkeypatch: pytest.MonkeyPatch
@@ -655,6 +675,38 @@ class TestCrashes:
             report = await pool.wait_stopped()
         assert report.reason is not None
         assert report.reason.endswith("did not load its handler within 0s")
+
+    @pytest.mark.parametrize(
+        ("line", "why"),
+        [
+            ("time.sleep(600)", "did not load its handler within 0.5s"),
+            ("sys.exit(3)", "could not load its handler: SystemExit: 3"),
+        ],
+    )
+    async def test_a_module_that_hangs_or_exits_on_import_in_the_child_fails_the_start(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, why: str
+    ) -> None:
+        # Each load takes longer than the restart window: without the rule
+        # that a never-ready worker fails the start, it would restart forever.
+        name = f"wpool_load_{abs(hash(line))}"
+        (tmp_path / f"{name}.py").write_text(
+            f"import sys, time\nif sys.argv[0] == '-c':\n    {line}\n"
+            "def handler(job, ctx):\n    return b''\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(ProcessRunner, "load_timeout", 0.5)
+        module = importlib.import_module(name)
+        pool = Pool(module.handler, runner="process", workers=2, restart_window=0.2)
+        began = time.monotonic()
+        await pool.start()
+        report = await pool.wait_stopped()
+        assert time.monotonic() - began < 0.5 + WAIT
+        assert report.failed
+        assert report.reason is not None
+        assert re.fullmatch(
+            rf"worker (w[12]) could not start: process pool-\1 {re.escape(why)}", report.reason
+        )
+        assert pool.stats().restarts == 0
 
     async def test_shutdown_does_not_wait_for_a_child_still_loading(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
