@@ -42,7 +42,7 @@ from pool import (
     events,
 )
 from pool.process import JobInterrupted, ProcessRunner, check_picklable
-from tests.helpers import next_event
+from tests.helpers import next_event, outlives
 
 WAIT = 10.0
 """A bound on any one wait: far above what each needs, so a hang fails instead of stalling."""
@@ -166,10 +166,22 @@ def exit_on_first_attempt(job: Job, ctx: JobContext) -> int:
 
 
 def start_grandchild(job: Job, ctx: JobContext) -> tuple[int, int]:
-    """Leave a long sleeper behind; return our pid and its."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """Leave a long sleeper behind, in a session of its own if the payload says so."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        start_new_session=job.payload == b"escapee",
+    )
     _grandchildren.append(proc)  # kept: no "still running" warning when it is collected
     return os.getpid(), proc.pid
+
+
+def spin_with_grandchild(job: Job, ctx: JobContext) -> None:
+    """Start a long sleeper, tell both pids (as progress), and spin: a job that still runs."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    _grandchildren.append(proc)
+    ctx.progress(0.0, f"{os.getpid()} {proc.pid}")
+    while True:
+        pass
 
 
 ACTIONS: dict[bytes, Callable[[Job, JobContext], object]] = {
@@ -181,6 +193,8 @@ ACTIONS: dict[bytes, Callable[[Job, JobContext], object]] = {
     b"kill": kill_self,
     b"exit-once": exit_on_first_attempt,
     b"grandchild": start_grandchild,
+    b"escapee": start_grandchild,
+    b"spin-with-grandchild": spin_with_grandchild,
 }
 
 
@@ -740,9 +754,19 @@ class TestShutdown:
         pid, grandchild = await handles[2]
         assert len({*pids, pid}) == 3  # one per worker
         assert {*pids, pid} <= children.live_groups()
-        assert alive(grandchild)
+        assert not alive(grandchild)  # ended with its job
         await pool.shutdown()
-        await gone(*pids, pid, grandchild)
+        await gone(*pids, pid)
+
+    @pytest.mark.parametrize("payload", [b"grandchild", b"escapee"])
+    async def test_no_process_outlives_its_job(self, payload: bytes) -> None:
+        # Popen(start_new_session=True) leaves the worker's process group: the
+        # job's key in its environment finds it all the same.
+        async with process_pool(act) as pool:
+            handle = await pool.submit(Job(payload=payload))
+            worker, grandchild = await handle
+            assert not outlives(grandchild, within=0.0)
+            assert alive(worker)
 
     async def test_shutdown_with_a_hung_job_is_bounded(self) -> None:
         pool = Pool(act, runner="process", workers=1)
@@ -797,12 +821,11 @@ async def main():
     pool = Pool(act, runner="process", workers=1)
     await pool.start()
     sub = pool.events()
-    pid, grandchild = await (await pool.submit(Job(payload=b"grandchild")))
-    await pool.submit(Job(id="spin", payload=b"spin"))
+    await pool.submit(Job(id="spin", payload=b"spin-with-grandchild"))
     async for event in sub:
         if isinstance(event, events.JobProgressed):
             break
-    print(pid, grandchild, flush=True)
+    print(event.message, flush=True)
     {end}
 
 asyncio.run(main())
@@ -810,7 +833,7 @@ asyncio.run(main())
 
 
 async def run_program(end: str) -> tuple[asyncio.subprocess.Process, int, int]:
-    """Start a program whose pool spins a job; the pids of its child and of that child's child."""
+    """Start a program whose pool runs a job that started a process; the pids of both."""
     program = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
