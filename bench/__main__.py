@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from . import dashboard, dispatch, latency, memory, shutdown
+from . import dashboard, dispatch, jobfile, latency, memory, shutdown
 from .measure import FULL, TINY, Line, Sizes
 from .report import page, table
 
@@ -22,6 +22,7 @@ SUITES: dict[str, Callable[[Sizes], Awaitable[list[Line]]]] = {
     "shutdown": shutdown.run,
     "dashboard": dashboard.run,
     "memory": memory.run,
+    "jobfile": jobfile.run,
 }
 """Every benchmark, in the order the table shows them."""
 

@@ -53,6 +53,8 @@ class Sizes:
     """Seconds between two key presses while the dashboard is under load."""
     memory_jobs: int = 1_000_000
     """No-op jobs of the memory benchmark."""
+    jobfile_lines: int = 1_000_000
+    """Lines of the job file that ``wpool-tui run`` reads in the job file benchmark."""
 
 
 FULL = Sizes()
@@ -75,6 +77,7 @@ TINY = Sizes(
     dashboard_workers=2,
     key_interval=0.05,
     memory_jobs=2_000,
+    jobfile_lines=2_000,
 )
 """Sizes small enough for a test: every benchmark runs, none of its figures means much."""
 

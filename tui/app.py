@@ -48,7 +48,7 @@ from .screens.dialogs import (
     ResizeScreen,
     ShutdownChoice,
 )
-from .screens.jobs import DeadLettersScreen, JobDetail, JobDetailScreen
+from .screens.jobs import DeadLettersScreen, JobDetail, JobDetailScreen, Result
 from .state import DashboardState
 from .widgets.countdown import Countdown
 from .widgets.joblog import JobLog
@@ -477,6 +477,9 @@ class WpoolApp(App[int]):
                             self.clock.now() - started if running and started is not None else None
                         ),
                         output=handle.output or self.state.outputs.get(job_id),
+                        result=Result(handle.result())
+                        if handle.state is JobState.SUCCEEDED
+                        else None,
                     )
                 )
             )

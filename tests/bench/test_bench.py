@@ -21,6 +21,7 @@ SECTIONS = {
     "shutdown": 2,
     "dashboard": 5,
     "memory": 1,
+    "jobfile": 2,
 }
 """How many lines each benchmark prints."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,12 +16,25 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
 from pool import DeadLetter, ErrorInfo, Job
-from pool.commands import exit_description
+from pool.commands import CommandResult, exit_description
 from pool.events import JobOutputCaptured
 
+from ..batch import result_json
 from ..widgets.format import duration
 
-__all__ = ("DeadLettersScreen", "JobDetail", "JobDetailScreen")
+__all__ = ("DeadLettersScreen", "JobDetail", "JobDetailScreen", "Result")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A succeeded job's return value (wrapped: None is a value too)."""
+
+    value: object
+
+    def text(self, limit: int = 2000) -> str:
+        """The value as JSON (bytes as text, objects as their repr), cut at ``limit``."""
+        text = json.dumps(result_json(self.value), ensure_ascii=False)
+        return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +49,8 @@ class JobDetail:
     error: ErrorInfo | None = None
     output: JobOutputCaptured | None = None
     """What its process left, for commands and process jobs."""
+    result: Result | None = None
+    """What its handler returned, if it succeeded."""
 
     @classmethod
     def of_letter(cls, letter: DeadLetter, output: JobOutputCaptured | None) -> JobDetail:
@@ -73,6 +89,10 @@ def render_detail(detail: JobDetail) -> Text:
         text.append(f"meta       {key} = {value}\n")
     text.append("payload    ", style="")
     text.append(_payload(job) + "\n", style="cyan")
+    if detail.result is not None and not isinstance(detail.result.value, CommandResult):
+        # A command's result is its exit code and output, shown just below.
+        text.append("result     ")
+        text.append(detail.result.text() + "\n", style="green")
     output = detail.output
     if output is not None:
         text.append("exit       ")
