@@ -671,7 +671,7 @@ def rerun_command(args: argparse.Namespace, unfinished: str) -> list[str]:
         if value == getattr(defaults, name):
             continue
         flag = action.option_strings[0]
-        if isinstance(action, argparse._StoreTrueAction):
+        if action.nargs == 0:  # a switch
             again.append(flag)
         else:
             again += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
