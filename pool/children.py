@@ -204,6 +204,9 @@ def _kill_marked(needle: bytes) -> int:
                 os.kill(pid, signal.SIGKILL)
         killed.update(found)
         _wait_gone(found, 0.5)
+    # One that was dying at the last look (its environment already gone) has
+    # not necessarily exited yet: ended means exited.
+    _wait_gone(list(killed), 1.0)
     _reap(killed)
     return len(killed)
 

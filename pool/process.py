@@ -646,7 +646,7 @@ def _rebuild(err: _Error) -> BaseException:
             exc = pickle.loads(blob)
         except Exception:
             exc = None  # its class or its arguments do not load here: described below
-    if not isinstance(exc, Exception):
+    if not isinstance(exc, Exception | SystemExit | KeyboardInterrupt):
         exc = RuntimeError(f"{type_name}: {message}" if message else type_name)
     exc.__cause__ = _RemoteTraceback(text)
     return exc
@@ -836,7 +836,8 @@ def _run_job(fn: Callable[..., object], channel: _Channel, msg: _Message) -> Non
             state.armed = False
     except JobInterrupted:
         reply = ("interrupted", seq)
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        # A job's exit or interrupt is its own failure: the process serves on.
         reply = ("error", seq, _describe(exc))
     else:
         try:

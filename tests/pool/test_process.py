@@ -215,6 +215,15 @@ async def async_handler(job: Job, ctx: JobContext) -> None:
     """Not a process handler."""
 
 
+def raise_exit(job: Job, ctx: JobContext) -> None:
+    """Raises what the payload names: SystemExit or KeyboardInterrupt."""
+    if job.payload == b"exit":
+        raise SystemExit(3)
+    if job.payload == b"interrupt":
+        raise KeyboardInterrupt
+    ctx.progress(1.0, str(os.getpid()))
+
+
 def forgets_to_await(job: Job, ctx: JobContext) -> object:
     """Returns the coroutine of an async function instead of running it."""
     return async_handler(job, ctx)
@@ -276,6 +285,13 @@ async def process_pool(handler: Callable[..., object], **kwargs: Any) -> AsyncIt
 async def running(sub: Subscription, job_id: str) -> None:
     """Wait until the handler of ``job_id`` has reported that it runs (as progress)."""
     await next_event(sub, events.JobProgressed, lambda e: e.job_id == job_id)
+
+
+async def pid_of_worker(pool: Pool) -> str:
+    """The pid of the process of a one-worker pool of ``raise_exit``, as its progress tells."""
+    sub = pool.events()
+    await pool.submit(Job(payload=b"pid"))
+    return (await next_event(sub, events.JobProgressed)).message
 
 
 async def pid_of(pool: Pool) -> int:
@@ -355,6 +371,20 @@ class TestResults:
                 r"make the handler async def, or await it there$",
             ):
                 await handle
+
+    @pytest.mark.parametrize(
+        ("payload", "text"), [(b"exit", "SystemExit: 3"), (b"interrupt", "KeyboardInterrupt")]
+    )
+    async def test_systemexit_or_keyboardinterrupt_fails_the_job_and_the_process_serves_on(
+        self, payload: bytes, text: str
+    ) -> None:
+        async with process_pool(raise_exit) as pool:
+            pid = await pid_of_worker(pool)
+            handle = await pool.submit(Job(id="x", payload=payload))
+            with pytest.raises(JobFailedError, match=rf"^job 'x' failed: {text}$"):
+                await handle
+            assert await pid_of_worker(pool) == pid
+            assert pool.stats().restarts == 0
 
     async def test_result_comes_back(self) -> None:
         async with process_pool(echo) as pool:
