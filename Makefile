@@ -25,11 +25,13 @@ help:
 
 venv: $(STAMP)
 
+# Its steps are told on standard error: standard output is the program's.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) from pyproject.toml" >&2
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e '.[test,bench]' >&2
+	@touch $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pool tui tests tools bench
@@ -55,8 +57,10 @@ test-all:
 
 # Status 1 only says some demo job failed (the demo fails some on purpose):
 # not an error of make's. Bad flags (status 2) still are.
+# Silent: what the program prints is all that goes to standard output
+# (make run ARGS='--headless' | jq . works).
 run: $(STAMP)
-	$(BIN)/wpool-tui $(ARGS) || test $$? -eq 1
+	@$(BIN)/wpool-tui $(ARGS) || test $$? -eq 1
 
 # Not a test: never part of make test, never fails on timing. Takes a few minutes.
 bench: $(STAMP)

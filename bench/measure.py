@@ -57,6 +57,8 @@ class Sizes:
     """Seconds the idle dashboard's CPU time is measured over (a real terminal)."""
     busy_jobs: int = 3_000
     """``true`` commands of the busy run, with the dashboard and headless."""
+    jobfile_lines: int = 1_000_000
+    """Lines of the job file that ``wpool-tui run`` reads in the job file benchmark."""
 
 
 FULL = Sizes()
@@ -81,6 +83,7 @@ TINY = Sizes(
     memory_jobs=2_000,
     idle_seconds=0.5,
     busy_jobs=20,
+    jobfile_lines=2_000,
 )
 """Sizes small enough for a test: every benchmark runs, none of its figures means much."""
 

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Final
 
@@ -36,8 +36,12 @@ __all__ = (
     "CommandResult",
     "OutputTail",
     "ShellCommands",
+    "environment_text",
     "exit_description",
 )
+
+_NAME_MAX: Final = 120
+"""Characters of a cleaned id kept in an output file's name (a hash and a suffix follow)."""
 
 NOT_FOUND: Final = 127
 """The shell's exit status for a command it cannot find."""
@@ -133,13 +137,14 @@ class OutputTail:
         return "\n".join(lines)
 
 
-async def _exited(proc: subprocess.Popen[bytes]) -> int:
-    """Wait for ``proc`` to exit (in a daemon thread) and return its exit status."""
+async def _exited(proc: subprocess.Popen[bytes], after: Callable[[], object]) -> int:
+    """Wait for ``proc`` to exit (in a daemon thread), run ``after`` there, return its status."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
 
     def wait() -> None:
         code = proc.wait()
+        after()
         try:
             loop.call_soon_threadsafe(_settle, done, code)
         except RuntimeError:
@@ -152,6 +157,11 @@ async def _exited(proc: subprocess.Popen[bytes]) -> int:
 def _settle(done: asyncio.Future[int], code: int) -> None:
     if not done.done():
         done.set_result(code)
+
+
+def environment_text(text: str) -> str:
+    """``text`` as an environment variable can hold it: no NUL, nothing unencodable."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\0", "\\0")
 
 
 def read_tail(file: IO[bytes], lines: int) -> str:
@@ -232,10 +242,12 @@ class ShellCommands:
         if self.output_dir is None:
             return None
         name = re.sub(r"[^A-Za-z0-9._-]", "_", job.id).lstrip(".") or "job"
-        if name != job.id:
+        if name != job.id or len(name) > _NAME_MAX:
             # Two ids may clean up to the same name: the original's hash tells
-            # them apart, after a "+" that no cleaned name contains.
-            name += "+" + hashlib.sha256(job.id.encode()).hexdigest()[:10]
+            # them apart, after a "+" that no cleaned name contains. A long id
+            # is cut, so that the name fits any file system's limit.
+            digest = hashlib.sha256(job.id.encode("utf-8", "surrogatepass")).hexdigest()
+            name = name[:_NAME_MAX] + "+" + digest[:10]
         suffix = ".out" if attempt == 1 else f"+{attempt}.out"
         return os.path.join(self.output_dir, name + suffix)
 
@@ -267,7 +279,13 @@ class CommandRunner:
             raise ValueError(f"the command is not UTF-8: {exc}") from None
         commands = self._commands
         env = dict(os.environ if commands.env is None else commands.env)
-        env.update(WPOOL_JOB_ID=job.id, WPOOL_WORKER=ctx.worker_id, WPOOL_ATTEMPT=str(ctx.attempt))
+        env.update(
+            WPOOL_JOB_ID=environment_text(job.id),
+            WPOOL_WORKER=ctx.worker_id,
+            WPOOL_ATTEMPT=str(ctx.attempt),
+        )
+        key = children.new_job_key()
+        children.job_environment(env, key)
         path = commands.output_path(job, ctx.attempt)
         # The command writes straight to a file (the kept one, or an unnamed
         # one): nothing to pump on the loop, and no pipe that a stray
@@ -278,22 +296,40 @@ class CommandRunner:
             # Popen, not asyncio's subprocess: the exit is waited for by a
             # thread of our own, which stays quiet if the loop has gone by then
             # (a job abandoned at the very end of a run).
-            proc = subprocess.Popen(  # noqa: ASYNC220 - a fork and exec: as asyncio does it
-                [commands.shell, "-c", command],
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=commands.cwd,
-                env=env,
-            )
+            # Every process of the job inherits the write end: once the read
+            # end is at its end of file, none of them is left (see end_job).
+            sentinel, held = os.pipe()
+            try:
+                proc = subprocess.Popen(  # noqa: ASYNC220 - a fork and exec: as asyncio does it
+                    [commands.shell, "-c", command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    cwd=commands.cwd,
+                    env=env,
+                    pass_fds=(held,),
+                )
+            except BaseException:
+                os.close(sentinel)
+                raise
+            finally:
+                os.close(held)
             self._pgid = proc.pid
             children.track(proc.pid)
+
+            def after() -> None:
+                # Whatever the shell left goes with it, in its group or not:
+                # nothing this job started outlives it (a cancelled run included).
+                try:
+                    children.signal_group(proc.pid, signal.SIGKILL)
+                    children.end_job(key, sentinel)
+                finally:
+                    os.close(sentinel)  # here: the thread is its last user
+
             try:
-                exit_code = await _exited(proc)
+                exit_code = await _exited(proc, after)
             finally:
-                # Whatever the shell left in its group goes with it: nothing
-                # this job started outlives it (a cancelled run included).
                 self._pgid = None
                 children.signal_group(proc.pid, signal.SIGKILL)
                 children.untrack(proc.pid)

@@ -432,17 +432,25 @@ def _encode(value: object) -> object:
     return value
 
 
-def to_dict(event: PoolEvent) -> dict[str, object]:
-    """The event as a JSON-ready dict, its class name under ``type``."""
+def to_dict(event: PoolEvent, *, wall_offset: float | None = None) -> dict[str, object]:
+    """The event as a JSON-ready dict, its class name under ``type``.
+
+    With ``wall_offset`` (wall-clock time minus the pool clock's, e.g.
+    ``time.time() - pool.clock.now()``), a ``wall`` field follows ``at``:
+    the event's time in Unix seconds, to line it up with other logs.
+    :func:`from_dict` accepts it and leaves it out.
+    """
     out: dict[str, object] = {"type": type(event).__name__}
     for name in _FIELDS[type(event)]:
         out[name] = _encode(getattr(event, name))
+        if name == "at" and wall_offset is not None:
+            out["wall"] = round(event.at + wall_offset, 6)
     return out
 
 
-def to_json(event: PoolEvent) -> str:
-    """The event as one line of JSON."""
-    return json.dumps(to_dict(event), separators=(",", ":"))
+def to_json(event: PoolEvent, *, wall_offset: float | None = None) -> str:
+    """The event as one line of JSON (see :func:`to_dict` for ``wall_offset``)."""
+    return json.dumps(to_dict(event, wall_offset=wall_offset), separators=(",", ":"))
 
 
 def _decoder(hint: object) -> Callable[[Any], Any]:
@@ -492,6 +500,11 @@ _DECODERS: Final[dict[type[Any], dict[str, Callable[[Any], Any]]]] = {
 }
 
 
+_ANNOTATIONS: Final = frozenset({"type", "wall", "result"})
+"""Keys of the JSON form that are not fields: the class, the wall-clock time, and
+the handler's result that ``wpool-tui run --headless`` adds to ``JobSucceeded``."""
+
+
 def from_dict(data: dict[str, Any]) -> PoolEvent:
     """Rebuild an event from :func:`to_dict`'s form.
 
@@ -504,7 +517,7 @@ def from_dict(data: dict[str, Any]) -> PoolEvent:
     if cls is None:
         raise ValueError(f"unknown event type {name!r}")
     decoders = _DECODERS[cls]
-    extra = set(data) - set(decoders) - {"type"}
+    extra = set(data) - set(decoders) - _ANNOTATIONS
     if extra:
         raise ValueError(f"{name}: unexpected field {sorted(extra)[0]!r}")
     values: dict[str, Any] = {}

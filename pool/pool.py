@@ -376,6 +376,13 @@ class Pool:
                 break
             self._hand_to_idle(handle)
 
+    def _closing_state(self) -> str:
+        """The phase of a pool whose intake has closed, as messages say it."""
+        phase = self._phase
+        # The shutdown's task has not run its first step yet: the phase is
+        # still the one before, but the pool is on its way out.
+        return phase.value if phase.is_shutting_down else "shutting down"
+
     def _set_phase(self, phase: PoolPhase, reason: str | None = None) -> None:
         previous = self._phase
         self._phase = phase
@@ -383,12 +390,19 @@ class Pool:
 
     # --- submitting ---------------------------------------------------------
 
-    def _check_submit(self, job: Job) -> None:
+    def _check_submit(self, job: Job, method: str) -> None:
         if not isinstance(job, Job):
             raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        if self._loop_thread != -1 and threading.get_ident() != self._loop_thread:
+            # The pool's state belongs to its loop: from another thread a job
+            # would sit in the queue until something else woke the loop.
+            raise PoolError(
+                f"{method} was called from another thread than the pool's event loop's: "
+                "use asyncio.run_coroutine_threadsafe(pool.submit(job), loop)"
+            )
         phase = self._phase
         if self._closed:
-            raise PoolClosed(f"pool is {phase.value}: it accepts no more jobs")
+            raise PoolClosed(f"pool is {self._closing_state()}: it accepts no more jobs")
         if phase is not PoolPhase.RUNNING and phase is not PoolPhase.PAUSED:
             raise PoolError(f"cannot submit: pool is {phase.value}, not started")
         if job.id in self._live:
@@ -402,7 +416,7 @@ class Pool:
             PoolClosed: The pool's shutdown has begun.
             ValueError: A live job has the same id.
         """
-        self._check_submit(job)
+        self._check_submit(job, "submit_nowait")
         if self._ready >= self._queue_size:
             self._reject(job)
         return self._accept(job)
@@ -422,7 +436,7 @@ class Pool:
             ValueError: A live job has the same id.
         """
         limit = None if timeout is None else check_timeout("timeout", timeout, allow_zero=True)
-        self._check_submit(job)
+        self._check_submit(job, "submit")
         if self._ready >= self._queue_size:
             await self._wait_for_room(job, limit)
         return self._accept(job)
@@ -452,7 +466,7 @@ class Pool:
                 if timer is not None:
                     timer.cancel()
             try:
-                self._check_submit(job)  # closed, or the id taken, while we waited
+                self._check_submit(job, "submit")  # closed, or the id taken, while we waited
             except BaseException:
                 if self._ready < self._queue_size:
                     self._wake_putter()
@@ -934,7 +948,8 @@ class Pool:
 
     def _worker_exited(self, worker: Worker, task: asyncio.Task[None]) -> None:
         """Done callback of every worker task: a normal exit, a cancellation or a crash."""
-        if not worker.ready.done():
+        never_ready = not worker.ready.done()
+        if never_ready:
             worker.ready.set_result(None)
         if task.cancelled():
             exc: BaseException | None = None
@@ -955,7 +970,7 @@ class Pool:
         if exc is None:
             self._retire_slot(worker)
             return
-        self._crash(worker, handle, exc)
+        self._crash(worker, handle, exc, never_ready=never_ready)
 
     def _lose_job(self, worker: Worker, handle: JobHandle, crash: BaseException | None) -> None:
         """End the attempt a dead worker held: failed or retried after a crash, else cancelled."""
@@ -1028,7 +1043,14 @@ class Pool:
         )
         self._dispatch(handle)
 
-    def _crash(self, worker: Worker, handle: JobHandle | None, exc: BaseException) -> None:
+    def _crash(
+        self,
+        worker: Worker,
+        handle: JobHandle | None,
+        exc: BaseException,
+        *,
+        never_ready: bool = False,
+    ) -> None:
         now = self._now()
         cause = exc.__cause__ if isinstance(exc, WorkerDied) and exc.__cause__ else exc
         info = ErrorInfo.from_exception(cause)
@@ -1043,6 +1065,18 @@ class Pool:
                 restart_in=None,
             )
             self._retire_slot(worker)
+            return
+        if never_ready:
+            # It died before it could take a job (its process could not load
+            # the handler, or start at all): the next one would too, and a
+            # hang at load time is too slow for the restart window to notice.
+            worker.status = WorkerState.CRASHED
+            self._emit(
+                ev.WorkerCrashed, worker_id=worker.id, job_id=None, error=info, restart_in=None
+            )
+            what = str(exc) if isinstance(exc, WorkerDied) else info.short()
+            reason = f"worker {worker.id} could not start: {what}"
+            self._begin_shutdown(DEFAULT_GRACE, False, self._cancel_grace, reason)
             return
         crashes = self._crashes
         while crashes and crashes[0] <= now - self._restart_window:
@@ -1126,8 +1160,8 @@ class Pool:
             PoolError: The pool has not been started.
         """
         target = _check_int("workers", workers, 0, self._max_workers)
-        if self._phase.is_shutting_down:
-            raise PoolClosed(f"cannot resize: pool is {self._phase.value}")
+        if self._closed:
+            raise PoolClosed(f"cannot resize: pool is {self._closing_state()}")
         if self._phase is PoolPhase.CREATED:
             previous, self._target = self._target, target
             self._emit(ev.PoolResized, target=target, previous=previous)

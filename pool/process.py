@@ -53,9 +53,9 @@ from collections.abc import Callable
 from typing import IO, Any, Final
 
 from . import children
-from .commands import OutputTail, exit_description
+from .commands import OutputTail, environment_text, exit_description
 from .job import Job, JobContext, check_progress
-from .runners import SyncHandler, WorkerDied, _Abandoned
+from .runners import SyncHandler, WorkerDied, _Abandoned, check_not_coroutine
 
 __all__ = ("JobInterrupted", "ProcessRunner", "check_picklable")
 
@@ -196,6 +196,7 @@ class ProcessRunner:
         "_exited",
         "_fatal",
         "_fn_blob",
+        "_key",
         "_kill_timer",
         "_loop",
         "_name",
@@ -232,6 +233,7 @@ class ProcessRunner:
         self._rbuf = bytearray()
         self._wbuf = bytearray()
         self._seq = 0
+        self._key: str | None = None  # the key of the last job sent (see children.end_job)
         self._pending: asyncio.Future[Any] | None = None
         self._ctx: JobContext | None = None
         self._started = False  # the child has begun the pending job
@@ -279,6 +281,7 @@ class ProcessRunner:
                 stderr=out,
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,
+                env=children.run_environment(dict(os.environ)),
             )
         except OSError as exc:
             ours.close()
@@ -351,6 +354,7 @@ class ProcessRunner:
         self._seq += 1
         self._pending, self._ctx = fut, ctx
         self._started = self._term_wanted = False
+        self._key = children.new_job_key()
         self._clear_output()
         self._send(
             (
@@ -363,6 +367,7 @@ class ProcessRunner:
                 ctx.attempt,
                 ctx.worker_id,
                 ctx.deadline,
+                self._key,
             )
         )
         try:
@@ -494,7 +499,11 @@ class ProcessRunner:
                 self._ready.set_result(None)
             return
         if kind == "fatal":
+            _, type_name, message, _ = msg[1]
             self._fatal = _rebuild(msg[1])
+            self._dead = f"process {self._name} could not load its handler: " + (
+                f"{type_name}: {message}" if message else type_name
+            )
             return
         fut, ctx = self._pending, self._ctx
         if fut is None or fut.done() or ctx is None or msg[1] != self._seq:
@@ -535,8 +544,12 @@ class ProcessRunner:
         """The reaper thread: wait for the child, kill what is left of its group, tell the loop."""
         code = proc.wait()
         # The leader is gone; whatever it started goes with it. The group's
-        # id cannot be reused while any member lives.
+        # id cannot be reused while any member lives. What its last job
+        # started outside the group (the child, killed, could not end it)
+        # is found by the job's key.
         children.signal_group(proc.pid, signal.SIGKILL)
+        if self._key is not None:
+            children.end_job(self._key)
         try:
             loop.call_soon_threadsafe(self._on_exit, code)
         except RuntimeError:
@@ -633,7 +646,7 @@ def _rebuild(err: _Error) -> BaseException:
             exc = pickle.loads(blob)
         except Exception:
             exc = None  # its class or its arguments do not load here: described below
-    if not isinstance(exc, Exception):
+    if not isinstance(exc, Exception | SystemExit | KeyboardInterrupt):
         exc = RuntimeError(f"{type_name}: {message}" if message else type_name)
     exc.__cause__ = _RemoteTraceback(text)
     return exc
@@ -755,6 +768,9 @@ def _child_main(fd: int) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     # The handler's own children must not hold the channel open.
     os.set_inheritable(fd, False)
+    # What a job's processes leave when their parent dies comes here, not to
+    # init: still within reach when the job ends.
+    children.become_subreaper()
     sock = socket.socket(fileno=fd)
     inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
     threading.Thread(target=_read_frames, args=(sock, inbox), name="reader", daemon=True).start()
@@ -764,7 +780,9 @@ def _child_main(fd: int) -> None:
     hello = inbox.get()
     try:
         fn = pickle.loads(hello[1])
-    except Exception as exc:
+    except BaseException as exc:
+        # Whatever the handler's module did on import (raised, or called
+        # sys.exit()), the parent is told what, rather than seeing a bare status.
         channel.send(("fatal", _describe(exc)))
         sys.exit(1)
     channel.send(("ready",))
@@ -792,8 +810,15 @@ def _read_frames(sock: socket.socket, inbox: queue.SimpleQueue[_Message]) -> Non
 
 def _run_job(fn: Callable[..., object], channel: _Channel, msg: _Message) -> None:
     """Run one job and send exactly one reply, whatever the handler does (short of dying)."""
-    _, seq, payload, job_id, timeout, meta, attempt, worker_id, deadline = msg
+    _, seq, payload, job_id, timeout, meta, attempt, worker_id, deadline, key = msg
     job = Job(payload=payload, id=job_id, timeout=timeout, meta=meta)
+    # As a shell command's: what the job starts knows its job, and carries its key.
+    os.environ.update(
+        WPOOL_JOB_ID=environment_text(job_id),
+        WPOOL_WORKER=worker_id,
+        WPOOL_ATTEMPT=str(attempt),
+        **{children.JOB_VARIABLE: key},
+    )
     ctx = _ChildContext(job, worker_id, attempt, deadline, seq, channel)
     # A SIGTERM meant for the previous job may still be pending (sent as it
     # ended): pthread_sigmask runs pending handlers, here, while disarmed.
@@ -806,12 +831,13 @@ def _run_job(fn: Callable[..., object], channel: _Channel, msg: _Message) -> Non
         try:
             state.armed = True
             channel.send(("started", seq))
-            result = fn(job, ctx)
+            result = check_not_coroutine(fn(job, ctx))
         finally:
             state.armed = False
     except JobInterrupted:
         reply = ("interrupted", seq)
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        # A job's exit or interrupt is its own failure: the process serves on.
         reply = ("error", seq, _describe(exc))
     else:
         try:
@@ -821,6 +847,10 @@ def _run_job(fn: Callable[..., object], channel: _Channel, msg: _Message) -> Non
                 f"the result of job {job_id!r} cannot be sent back from its process: {exc}"
             )
             reply = ("error", seq, _describe(err))
+    # No process the job started outlives it, whatever group or session it
+    # went to (they carry its key); the usual job started none at all.
+    if children.has_children():
+        children.end_job(key)
     # What the job printed is in the output file before the parent reads it.
     _flush(sys.stdout)
     _flush(sys.stderr)

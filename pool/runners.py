@@ -8,6 +8,7 @@ own runners (a :class:`RunnerFactory`) can stand in for a handler function.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from .job import Job, JobContext
 
-__all__ = ("CoroutineRunner", "Runner", "RunnerFactory", "ThreadRunner", "WorkerDied")
+__all__ = (
+    "CoroutineRunner",
+    "Runner",
+    "RunnerFactory",
+    "ThreadRunner",
+    "WorkerDied",
+    "check_not_coroutine",
+)
 
 AsyncHandler = Callable[[Job, JobContext], Awaitable[object]]
 SyncHandler = Callable[[Job, JobContext], object]
@@ -179,7 +187,7 @@ class ThreadRunner:
             job, ctx, fut = item
             loop = fut.get_loop()
             try:
-                result = fn(job, ctx)
+                result = check_not_coroutine(fn(job, ctx))
             except Exception as exc:  # the job's error, handed to the worker
                 _post(loop, fut, None, exc)
             except BaseException as exc:
@@ -191,6 +199,23 @@ class ThreadRunner:
                 return
             else:
                 _post(loop, fut, result, None)
+
+
+def check_not_coroutine(result: object) -> object:
+    """``result``, unless a plain ``def`` handler returned a coroutine it never awaited.
+
+    Raises:
+        TypeError: ``result`` is a coroutine (closed here, so that Python
+            does not warn about it later): its work never ran.
+    """
+    if inspect.iscoroutine(result):
+        result.close()
+        raise TypeError(
+            f"the handler returned a coroutine ({getattr(result, '__qualname__', '?')}) "
+            "without awaiting it, "
+            "so its work never ran: make the handler async def, or await it there"
+        )
+    return result
 
 
 def _post(

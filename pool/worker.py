@@ -186,7 +186,9 @@ class Worker:
                     # itself is being cancelled, and must end cancelled.
                     raise
                 end(self, handle, None, exc)
-            except Exception as exc:
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                # A job that raises SystemExit or KeyboardInterrupt fails like
+                # any other: out of a task, asyncio would let them end the program.
                 if self.detached:
                     return  # the job was abandoned and accounted for; its late error has no reader
                 external = self.take_back_cancels()
@@ -201,8 +203,8 @@ class Worker:
                 end(self, handle, result, None)
                 if external:
                     raise asyncio.CancelledError
-            # A BaseException that is not a cancellation (the handler or its
-            # thread died) leaves the loop: the pool sees the task fail and
+            # Any other BaseException (the runner's WorkerDied: its thread or
+            # process died) leaves the loop: the pool sees the task fail and
             # treats it as a crash of this worker, with ``self.job`` still set.
 
     def __repr__(self) -> str:

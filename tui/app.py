@@ -52,7 +52,7 @@ from .screens.dialogs import (
     ResizeScreen,
     ShutdownChoice,
 )
-from .screens.jobs import DeadLettersScreen, JobDetail, JobDetailScreen
+from .screens.jobs import DeadLettersScreen, JobDetail, JobDetailScreen, Result
 from .state import DashboardState
 from .widgets.countdown import NEXT_STEP, Countdown
 from .widgets.format import plain
@@ -677,6 +677,9 @@ class WpoolApp(App[int]):
                         ),
                         output=handle.output or self.state.outputs.get(job_id),
                         label=self.pool.describe(handle.job),
+                        result=Result(handle.result())
+                        if handle.state is JobState.SUCCEEDED
+                        else None,
                     )
                 )
             )

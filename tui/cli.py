@@ -11,16 +11,20 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from types import FrameType
 from typing import IO, Any, NoReturn
 
 from pool import Handler, Pool, PoolPhase, RetryPolicy, ShutdownReport, children
 from pool.commands import ShellCommands
+from pool.events import JobSucceeded, PoolEvent
 
-from .batch import Batch
+from .batch import Batch, result_json
 from .demo import DemoSettings, DemoWorkload
-from .jobfile import JobFileError, job_line, read_jobs
+from .jobfile import JobFileError, JobReader, beside, remove_stale_temporaries, save_jobs
+from .resume import Resume, ResumeError
+from .runloop import hold_signals, run_loop
 
 __all__ = ("main", "parse_args", "run_main")
 
@@ -164,6 +168,25 @@ def build_run_parser() -> argparse.ArgumentParser:
         help="times a failed job is run again (default 0)",
     )
     add("--joblog", metavar="FILE", help="write a TSV line per finished job to FILE")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        metavar="JOBLOG",
+        help="skip the jobs JOBLOG records as succeeded and run the rest (matched by id, "
+        "checked against the payload); new lines are added to JOBLOG unless --joblog is given",
+    )
+    again.add_argument(
+        "--retry-failed",
+        metavar="JOBLOG",
+        help="run only the jobs JOBLOG records as not succeeded (failed, timed out, "
+        "cancelled, abandoned); new lines are added to JOBLOG unless --joblog is given",
+    )
+    add(
+        "--results",
+        metavar="FILE",
+        help="add a JSON line per finished job to FILE: id, outcome, and the handler's "
+        "result or the error",
+    )
     add(
         "--unfinished",
         metavar="FILE",
@@ -256,7 +279,7 @@ def demo_main(argv: Sequence[str]) -> int:
             handle_signals=True,
             freeze_gc=True,
         )
-        code = app.run()
+        code = run_loop(app.run_async())
         print(summary(app.report))
         return 1 if code is None else code
     finally:
@@ -264,11 +287,14 @@ def demo_main(argv: Sequence[str]) -> int:
 
 
 def _headless(
-    pool: Pool, work: Callable[[], Coroutine[Any, Any, None]], args: argparse.Namespace
+    pool: Pool,
+    work: Callable[[], Coroutine[Any, Any, None]],
+    args: argparse.Namespace,
+    extra: Callable[[PoolEvent], dict[str, object] | None] | None = None,
 ) -> ShutdownReport:
     from .headless import run_headless
 
-    return asyncio.run(
+    return run_loop(
         run_headless(
             pool,
             work,
@@ -276,6 +302,7 @@ def _headless(
             err=sys.stderr,
             grace=args.grace,
             cancel_grace=args.cancel_grace,
+            extra=extra,
         )
     )
 
@@ -296,28 +323,116 @@ def run_main(argv: Sequence[str]) -> int:
         # The last line of defence: whatever the path out (a crash of the
         # dashboard included), no process a job started outlives the program.
         children.kill_all()
+        children.sweep()
+
+
+class _Paths:
+    """Where a run writes, every path checked before anything starts."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        """Check every path the run will write or read.
+
+        Raises:
+            UsageError: One cannot be used; the message names it and why.
+        """
+        self.unfinished, self.earlier = _unfinished_target(args)
+        self.replace = self.earlier is None and _same_file(args.jobs, args.unfinished)
+        if args.output_dir is not None:
+            _check_folder(args.output_dir, "--output-dir", create=True)
+        self.joblog = args.joblog
+        self.joblog_header = True
+        resumed = args.resume or args.retry_failed
+        if resumed and (args.joblog is None or _same_file(args.joblog, resumed)):
+            # The rerun's lines follow the earlier run's, as GNU parallel's do.
+            self.joblog = resumed
+            self.joblog_header = False
+        for flag, path in (("--joblog", self.joblog), ("--results", args.results)):
+            if path is not None and os.path.isdir(path):
+                raise UsageError(f"cannot write {flag} {path}: it is a directory")
+
+
+def _unfinished_target(args: argparse.Namespace) -> tuple[str, str | None]:
+    """Where the unfinished jobs go, and the earlier run's file it must not replace, if any."""
+    path = args.unfinished
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write --unfinished {path}: it is a directory")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write --unfinished {path}: no folder {folder}")
+    _check_folder(folder, f"--unfinished {path}:", create=False)
+    remove_stale_temporaries(path)
+    if not os.path.exists(path) or _same_file(args.jobs, path):
+        return path, None
+    free = beside(path)
+    while os.path.exists(free):
+        free = beside(free)
+    return free, path
+
+
+def _check_folder(folder: str, flag: str, *, create: bool) -> None:
+    """Refuse a folder that cannot be written: a file made there and removed tells."""
+    what = flag if flag.endswith(":") else f"{flag} {folder}:"
+    try:
+        if create:
+            os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".wpool-probe-")
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _same_file(a: str | None, b: str) -> bool:
+    if a is None or a == "-":
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _run(args: argparse.Namespace) -> int:
     handler = _make_handler(args)
+    if args.headless and args.workers == 0:
+        raise UsageError(
+            "--workers 0 runs nothing without the dashboard to add workers: "
+            "give --workers 1 or more"
+        )
+    paths = _Paths(args)
+    resume = _resume(args)
     try:
-        jobs = read_jobs(args.jobs, shell=args.shell)
+        reader = JobReader(args.jobs, shell=args.shell)
     except JobFileError as exc:
         raise UsageError(str(exc)) from None
-    if not jobs:
+    try:
+        # The first block is checked before anything starts: a small file
+        # with a bad line runs nothing. A bad line further on stops the
+        # intake when it is reached.
+        reader.add(reader.read_block())
+        first = reader.check_ahead()
+    except JobFileError as exc:
+        reader.close()
+        raise UsageError(str(exc)) from None
+    if first is None:
+        reader.close()
         print(f"wpool-tui: no jobs in {_name(args.jobs)}: nothing to do", file=sys.stderr)
         return 0
+    try:
+        return _run_jobs(args, handler, paths, resume, reader)
+    finally:
+        reader.close()
+
+
+def _run_jobs(
+    args: argparse.Namespace,
+    handler: Handler,
+    paths: _Paths,
+    resume: Resume | None,
+    reader: JobReader,
+) -> int:
     if args.jobs == "-" and not args.headless:
         _take_terminal()
-    folder = os.path.dirname(args.unfinished) or "."
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write --unfinished {args.unfinished}: no folder {folder}")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"cannot write --unfinished {args.unfinished}: {folder} is not writable")
-    try:
-        joblog = open(args.joblog, "w", encoding="utf-8") if args.joblog else None  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(f"cannot write the joblog {args.joblog}: {exc.strerror}") from None
+    joblog, results = _open_outputs(args, paths)
     pool = Pool(
         handler,
         workers=args.workers,
@@ -330,40 +445,134 @@ def _run(args: argparse.Namespace) -> int:
         name="run",
     )
     try:
-        batch = Batch(pool, jobs, joblog=joblog, grace=args.grace, cancel_grace=args.cancel_grace)
+        batch = Batch(
+            pool,
+            reader,
+            joblog=joblog,
+            joblog_header=paths.joblog_header,
+            results=results,
+            resume=resume,
+            grace=args.grace,
+            cancel_grace=args.cancel_grace,
+            total=None if resume is not None else _count_jobs(args.jobs),
+        )
     except OSError as exc:
-        assert joblog is not None  # only the joblog's header is written here
-        with contextlib.suppress(OSError):  # the same failure, told just below
-            joblog.close()
-        raise UsageError(f"cannot write the joblog {args.joblog}: {exc.strerror}") from None
+        for file in (joblog, results):
+            if file is not None:
+                with contextlib.suppress(OSError):  # the same failure, told just below
+                    file.close()
+        raise UsageError(f"cannot write the joblog {paths.joblog}: {exc.strerror}") from None
+    unguarded = children.guard()
     report: ShutdownReport | None = None
+    notes: list[str] = []
     try:
         if args.headless:
-            report = _headless(pool, batch.feed, args)
+            report = _headless(pool, batch.feed, args, extra=_result_field(batch))
         else:
-            report = _dashboard(pool, batch, args, joblog)
+            report = _dashboard(pool, batch, args, paths, joblog)
     finally:
-        # Saved whatever happened above: a crash must not lose the jobs.
-        if joblog is not None:
-            joblog.close()
-        saved = _save_unfinished(batch, args.unfinished)
-    notes = [] if saved else _older_unfinished(args)
-    if batch.joblog_error is not None:
-        notes.append(f"the joblog {args.joblog} stopped early: {batch.joblog_error.strerror}")
-    out = sys.stderr if args.headless else sys.stdout
-    print(batch_summary(batch, report, saved, args, notes), file=out)
+        # From here to the exit no signal stops the program (run_loop held
+        # them already, unless the loop never ran), and the jobs are saved
+        # first: whatever fails after, they are not lost.
+        hold_signals()
+        children.kill_all()
+        children.sweep()
+        saved, where = _save_unfinished(batch, paths, notes)
+        for name, file, error in (
+            ("the joblog " + str(paths.joblog), joblog, batch.joblog_error),
+            ("the results " + str(args.results), results, batch.results_error),
+        ):
+            if file is None:
+                continue
+            try:
+                file.close()
+            except OSError as exc:
+                error = error or exc
+            if error is not None:
+                notes.append(f"{name} stopped early: {error.strerror or error}")
+    if unguarded is not None:
+        notes.append(f"a process a job started may outlive it: {unguarded}")
+    if batch.input_error is not None:
+        notes.insert(0, f"stopped reading the jobs: {batch.input_error}")
+    if not saved:
+        notes.extend(_older_unfinished(args, paths))
+    notes.extend(batch.not_saved)
+    text = batch_summary(batch, report, saved, args, notes, where=where)
+    try:
+        print(text, file=sys.stderr if args.headless else sys.stdout, flush=True)
+    except OSError:
+        # Standard output is gone (a closed pipe): the account goes to stderr.
+        with contextlib.suppress(OSError):
+            print(text, file=sys.stderr, flush=True)
+    if batch.input_error is not None:
+        return 2
     failed = report is None or report.failed
     return 0 if batch.succeeded() and not failed else 1
 
 
+def _resume(args: argparse.Namespace) -> Resume | None:
+    path = args.resume or args.retry_failed
+    if path is None:
+        return None
+    try:
+        return Resume(path, only_failed=args.retry_failed is not None)
+    except ResumeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _open_outputs(args: argparse.Namespace, paths: _Paths) -> tuple[IO[str] | None, IO[str] | None]:
+    joblog = results = None
+    try:
+        if paths.joblog is not None:
+            mode = "w" if paths.joblog_header else "a"
+            joblog = open(paths.joblog, mode, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot write the joblog {paths.joblog}: {exc.strerror}") from None
+    try:
+        if args.results is not None:
+            # Added to: a rerun's results follow the earlier run's.
+            results = open(args.results, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        if joblog is not None:
+            joblog.close()
+        raise UsageError(f"cannot write --results {args.results}: {exc.strerror}") from None
+    return joblog, results
+
+
+def _count_jobs(source: str) -> int | None:
+    """How many non-blank lines a regular job file has (for progress); None for a stream."""
+    if source == "-":
+        return None
+    count = 0
+    try:
+        with open(source, "rb") as file:
+            for line in file:
+                count += not line.isspace()
+    except OSError:
+        return None
+    return count
+
+
+def _result_field(batch: Batch) -> Callable[[PoolEvent], dict[str, object] | None]:
+    """The handler's return value, added to a ``JobSucceeded`` line of the headless JSON."""
+
+    def extra(event: PoolEvent) -> dict[str, object] | None:
+        if not isinstance(event, JobSucceeded):
+            return None
+        known, value = batch.result(event.job_id)
+        return {"result": result_json(value)} if known else None
+
+    return extra
+
+
 def _dashboard(
-    pool: Pool, batch: Batch, args: argparse.Namespace, joblog: IO[str] | None
+    pool: Pool, batch: Batch, args: argparse.Namespace, paths: _Paths, joblog: IO[str] | None
 ) -> ShutdownReport | None:
     from .app import create_app
 
     def hung_up() -> None:
         try:
-            _save_unfinished(batch, args.unfinished)
+            _save_unfinished(batch, paths, [])
         finally:
             if joblog is not None:
                 joblog.flush()
@@ -376,30 +585,42 @@ def _dashboard(
         grace=args.grace,
         cancel_grace=args.cancel_grace,
         on_started=batch.feed,
-        handle_signals=True,
         freeze_gc=True,
         total_jobs=batch.total,
         find_job=batch.handle,
         resubmit=batch.resubmit,
     )
-    app.run()
+
+    async def run_app() -> None:
+        # Here rather than in the app, so that they stay until the loop is
+        # closed: no moment between the app's end and the save when a
+        # signal would kill.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, app.on_terminate)
+        await app.run_async()
+
+    run_loop(run_app())
     return app.report
 
 
-def _save_unfinished(batch: Batch, path: str) -> int:
-    """Save the jobs left; if the file cannot be written, print them instead."""
-    try:
-        return batch.save_unfinished(path)
-    except OSError as exc:
-        left = batch.unfinished()
-        print(
-            f"wpool-tui: cannot save {len(left)} unfinished jobs to {path}: {exc.strerror}; "
-            "here they are:",
-            file=sys.stderr,
+def _save_unfinished(batch: Batch, paths: _Paths, notes: list[str]) -> tuple[int, str]:
+    """Save the jobs left; if the file cannot be written, print them instead.
+
+    Returns how many were saved, and where (a file, or standard error).
+    """
+    saved = save_jobs(
+        paths.unfinished, batch.unfinished(), replace=paths.replace, fallback=sys.stderr
+    )
+    if saved.error is not None:
+        notes.append(
+            f"cannot save {saved.jobs} unfinished jobs to {paths.unfinished}: {saved.error}; "
+            "they are on standard error above"
         )
-        for job in left:
-            print(job_line(job), file=sys.stderr)
-        return 0
+        return 0, "standard error"
+    if saved.jobs and paths.earlier is not None:
+        notes.append(f"{paths.earlier} is from an earlier run: left as it was")
+    return saved.jobs, saved.path
 
 
 def _exit_on_hangup(save: Callable[[], None], cancel_grace: float) -> None:
@@ -412,28 +633,58 @@ def _exit_on_hangup(save: Callable[[], None], cancel_grace: float) -> None:
     """
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
+        hold_signals()  # a second SIGHUP or a SIGTERM must not cut the save short
         try:
             try:
                 save()  # first: it is quick, and it is what must not be lost
             finally:
                 children.terminate_all(cancel_grace)
+                children.sweep()
         finally:
             os._exit(1)
 
     signal.signal(signal.SIGHUP, on_hangup)
 
 
-def _older_unfinished(args: argparse.Namespace) -> list[str]:
+def _older_unfinished(args: argparse.Namespace, paths: _Paths) -> list[str]:
     """Nothing is left of this run: deal with an unfinished file already there."""
     path = args.unfinished
     if not os.path.exists(path):
         return []
-    if args.jobs != "-" and os.path.samefile(args.jobs, path):
+    if paths.earlier is None and _same_file(args.jobs, path):
         # This run took its jobs from it, and none is left: running it again
         # would run them twice.
         os.remove(path)
         return [f"nothing is left of {path}: removed it"]
     return [f"{path} is from an earlier run: none of this run's jobs is in it"]
+
+
+def rerun_command(args: argparse.Namespace, unfinished: str) -> list[str]:
+    """The command that runs ``unfinished`` with every option of this run."""
+    again = ["wpool-tui", "run", "--jobs", unfinished]
+    again += ["--shell"] if args.shell else ["--handler", args.handler]
+    defaults = build_run_parser().parse_args(["--jobs", "-", "--shell"])
+    skip = {"jobs", "shell", "handler", "unfinished", "resume", "retry_failed", "joblog"}
+    for action in build_run_parser()._actions:
+        name = action.dest
+        if name in skip or name == "help" or not action.option_strings:
+            continue
+        value = getattr(args, name)
+        if value == getattr(defaults, name):
+            continue
+        flag = action.option_strings[0]
+        if action.nargs == 0:  # a switch
+            again.append(flag)
+        else:
+            again += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if args.unfinished != defaults.unfinished:
+        again += ["--unfinished", args.unfinished]
+    joblog = args.joblog or args.resume or args.retry_failed
+    if joblog is not None:
+        # The rerun adds its lines to the same joblog (and skips nothing
+        # it should run: none of the unfinished jobs succeeded).
+        again += ["--resume", joblog]
+    return again
 
 
 def batch_summary(
@@ -442,12 +693,15 @@ def batch_summary(
     saved: int,
     args: argparse.Namespace,
     notes: Sequence[str] = (),
+    *,
+    where: str | None = None,
 ) -> str:
     """The lines that say how a run's jobs ended, and where the unfinished ones went."""
     counts = batch.outcomes()
     # The outcome words are the joblog's and the dashboard's: timed_out, not "timed out".
     parts = [f"{counts[name]} {name}" for name in counts if counts[name]]
-    lines = [f"wpool-tui: {batch.total} jobs: {', '.join(parts) or 'none ended'}"]
+    total = sum(counts.values())
+    lines = [f"wpool-tui: {total} jobs: {', '.join(parts) or 'none ended'}"]
     if report is None:
         lines.append("wpool-tui: the pool was not shut down")
     elif report.failed or report.phase_reached is not PoolPhase.DRAINING or report.unfinished:
@@ -458,13 +712,10 @@ def batch_summary(
             + (f": {report.reason}" if report.reason else "")
         )
     if saved:
-        again = ["wpool-tui", "run", "--jobs", args.unfinished]
-        again += ["--shell"] if args.shell else ["--handler", args.handler]
-        if args.runner is not None:
-            again += ["--runner", args.runner]
+        where = where or args.unfinished
         lines.append(
             f"wpool-tui: {saved} unfinished job{'s' if saved != 1 else ''} saved to "
-            f"{args.unfinished}; run them again with: {shlex.join(again)}"
+            f"{where}; run them again with: {shlex.join(rerun_command(args, where))}"
         )
     lines.extend(f"wpool-tui: {note}" for note in notes)
     return "\n".join(lines)
@@ -495,7 +746,8 @@ def import_handler(spec: str) -> Handler:
     """The function named ``module:function``, imported from the current directory.
 
     Raises:
-        UsageError: The name is malformed, or the import or lookup fails.
+        UsageError: The name is malformed, or the import or lookup fails
+            (the module raised, or called ``sys.exit()``).
     """
     module_name, colon, name = spec.partition(":")
     if not colon or not module_name or not name:
@@ -504,6 +756,11 @@ def import_handler(spec: str) -> Handler:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exc:
+        # Not the program's own exit: the module's, at import.
+        raise UsageError(
+            f"cannot import handler {spec}: the module called sys.exit({exc.code!r}) on import"
+        ) from None
     except Exception as exc:  # whatever the import raised, it is the user's to see
         raise UsageError(f"cannot import handler {spec}: {type(exc).__name__}: {exc}") from None
     target: object = module
@@ -534,10 +791,20 @@ def _take_terminal() -> None:
             "the jobs came on standard input and there is no terminal for the "
             "dashboard: use --headless, or give the jobs as a file"
         ) from None
+    # The jobs' reader has its own descriptor for what came on standard input.
     os.dup2(tty, 0)
     os.close(tty)
 
 
 def run() -> NoReturn:
-    """Entry point of the console script."""
-    sys.exit(main())
+    """Entry point of the console script.
+
+    The program ends here, at once, once its account is printed: whatever
+    it abandoned (a thread that never returns, a coroutine that would not
+    stop) has no say in when it exits.
+    """
+    status = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)

@@ -10,7 +10,9 @@ terminal closed) counts as one of them.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from typing import IO, Any, Final
 
@@ -30,13 +32,20 @@ async def run_headless(
     err: IO[str],
     grace: float,
     cancel_grace: float,
+    extra: Callable[[ev.PoolEvent], dict[str, object] | None] | None = None,
 ) -> ShutdownReport:
     """Start ``pool``, run ``work`` beside it and print its events until it stops.
 
     ``work`` feeds the pool and may shut it down itself (a batch does, once
-    its jobs have ended); otherwise only a signal ends the run.
+    its jobs have ended); otherwise only a signal ends the run. Each line
+    has the event's wall-clock time (``wall``) beside the pool clock's
+    (``at``), and whatever ``extra`` adds to it (a job's result).
+
+    The signal handlers stay on the loop until it is closed: whoever runs
+    the loop decides what a signal does after (see :func:`tui.runloop.run_loop`).
     """
     events = pool.events(maxsize=100_000)
+    wall_offset = time.time() - pool.clock.now()
     loop = asyncio.get_running_loop()
     signals = 0
     shutdown: asyncio.Task[ShutdownReport] | None = None
@@ -62,29 +71,33 @@ async def run_headless(
     try:
         await pool.start()
         feeder = loop.create_task(work())
-        await _print_events(events, out, err)
+        await _print_events(events, out, err, wall_offset, extra)
         report = await pool.wait_stopped()
         await feeder
         if shutdown is not None:
             await shutdown
         return report
     finally:
-        for signum in _SIGNALS:
-            loop.remove_signal_handler(signum)
         if feeder is not None and not feeder.done():
             feeder.cancel()
             await asyncio.wait({feeder})
         events.close()
 
 
-async def _print_events(events: Subscription, out: IO[str] | None, err: IO[str]) -> None:
+async def _print_events(
+    events: Subscription,
+    out: IO[str] | None,
+    err: IO[str],
+    wall_offset: float,
+    extra: Callable[[ev.PoolEvent], dict[str, object] | None] | None,
+) -> None:
     last_second: int | None = None
     while True:
         more = await events.wait()
         batch = events.drain()
         if out is not None:
             try:
-                out.writelines(f"{ev.to_json(event)}\n" for event in batch)
+                out.writelines(f"{_line(event, wall_offset, extra)}\n" for event in batch)
                 out.flush()
             except BrokenPipeError:
                 # The reader went away (``| head``): the run goes on, unprinted.
@@ -102,3 +115,16 @@ async def _print_events(events: Subscription, out: IO[str] | None, err: IO[str])
                     err.flush()
         if not more:
             return
+
+
+def _line(
+    event: ev.PoolEvent,
+    wall_offset: float,
+    extra: Callable[[ev.PoolEvent], dict[str, object] | None] | None,
+) -> str:
+    more = extra(event) if extra is not None else None
+    if not more:
+        return ev.to_json(event, wall_offset=wall_offset)
+    data = ev.to_dict(event, wall_offset=wall_offset)
+    data.update(more)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=repr)

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -31,8 +31,8 @@ WPOOL = str(Path(sys.executable).with_name("wpool-tui"))
 pytestmark = pytest.mark.skipif(not os.path.exists(WPOOL), reason="wpool-tui is not installed")
 
 
-def survivors(marker: str) -> list[int]:
-    """Pids of live processes whose environment holds ``marker``."""
+def survivors(marker: str, within: float = 5.0) -> list[int]:
+    """Pids of processes whose environment holds ``marker`` that live on after ``within`` s."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -46,13 +46,13 @@ def survivors(marker: str) -> list[int]:
             continue
         if marker.encode() in environ and state != b"Z":
             found.append(int(entry))
-    return [pid for pid in found if outlives(pid)]
+    return [pid for pid in found if outlives(pid, within)]
 
 
 class Run:
     """One ``wpool-tui`` process, its events read as they come."""
 
-    def __init__(self, args: list[str], cwd: Path, stdin: bytes | None = None) -> None:
+    def __init__(self, args: list[str], cwd: Path, stdin: bytes | IO[bytes] | None = None) -> None:
         self.marker = f"WPOOL_E2E={uuid.uuid4().hex}"
         key, _, value = self.marker.partition("=")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTUAL", "NO_COLOR"))}
@@ -61,11 +61,15 @@ class Run:
             [WPOOL, *args],
             cwd=cwd,
             env=env,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL
+            if stdin is None
+            else subprocess.PIPE
+            if isinstance(stdin, bytes)
+            else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        if stdin is not None:
+        if isinstance(stdin, bytes):
             assert self.proc.stdin is not None
             self.proc.stdin.write(stdin)
             self.proc.stdin.close()
@@ -97,6 +101,10 @@ class Run:
             left = deadline - time.monotonic()
             if left <= 0 or (not self._read(min(left, 0.5)) and self.proc.poll() is not None):
                 raise AssertionError(f"{what} not seen; got {self.types()}")
+
+    def started(self) -> set[str]:
+        """The ids of the jobs started so far."""
+        return {e["job_id"] for e in self.of("JobStarted")}
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
@@ -137,7 +145,9 @@ def runs() -> Iterator[list[Run]]:
         assert not stray, f"processes outlived wpool-tui: {stray}"
 
 
-def start(runs: list[Run], tmp_path: Path, *args: str, stdin: bytes | None = None) -> Run:
+def start(
+    runs: list[Run], tmp_path: Path, *args: str, stdin: bytes | IO[bytes] | None = None
+) -> Run:
     run = Run(["run", "--headless", *args], tmp_path, stdin)
     runs.append(run)
     return run

@@ -10,6 +10,7 @@ import asyncio
 import io
 import os
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -126,6 +127,26 @@ class TestOutputFiles:
             tmp_path / "a_b+c8687a08aa.out"
         )
 
+    def test_an_id_too_long_for_a_file_name_gets_a_short_one(self, tmp_path: Path) -> None:
+        commands = ShellCommands(output_dir=tmp_path)
+        long, longer = "x" * 300, "x" * 301
+        path = commands.output_path(Job(id=long, payload=b""), 12)
+        assert path is not None
+        assert len(os.path.basename(path).encode()) <= 255
+        assert path != commands.output_path(Job(id=longer, payload=b""), 12)
+
+    async def test_an_id_with_a_nul_or_a_lone_surrogate_runs_all_the_same(
+        self, tmp_path: Path
+    ) -> None:
+        async with Pool(ShellCommands(output_dir=tmp_path), workers=1) as pool:
+            for job_id, seen in (("a\0b", "a\\0b"), ("s\ud800", "s\\ud800")):
+                handle = await pool.submit(command('printf %s "$WPOOL_JOB_ID"', id=job_id))
+                result = await handle
+                assert isinstance(result, CommandResult)
+                assert result.output == seen
+                assert result.path is not None
+                assert os.path.exists(result.path)
+
     def test_tail_lines_must_be_positive(self) -> None:
         with pytest.raises(ValueError, match=r"^tail_lines must be an int >= 1, got 0$"):
             ShellCommands(tail_lines=0)
@@ -213,6 +234,17 @@ class TestStopping:
         await handle
         assert not outlives(int((tmp_path / "bg.pid").read_text()))
 
+    @pytest.mark.parametrize(
+        "how", ["setsid sleep 60", "(setsid sleep 60 &)", "setsid -f sleep 60"]
+    )
+    async def test_what_leaves_its_group_or_session_is_killed_when_the_job_ends(
+        self, shell: Pool, tmp_path: Path, how: str
+    ) -> None:
+        job_id = f"escape-{uuid.uuid4().hex}"  # what tells this test's sleeper from others'
+        await (await shell.submit(command(f"{how} & sleep 0.1", id=job_id)))
+        sleepers = [p for p in _pids_of("sleep") if _environ_has(p, f"WPOOL_JOB_ID={job_id}")]
+        assert sleepers == []
+
     async def test_kill_all_reaches_a_running_command(self, shell: Pool) -> None:
         sub = shell.events()
         handle = await shell.submit(command("exec sleep 60"))
@@ -267,3 +299,23 @@ class TestLabels:
     def test_a_describe_that_is_not_callable_is_refused(self) -> None:
         with pytest.raises(TypeError, match=r"^describe must be callable or None, got 'x'$"):
             Pool(ShellCommands(), describe="x")  # type: ignore[arg-type]
+
+
+def _pids_of(name: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as file:
+                if file.read().strip() == name:
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _environ_has(pid: int, entry: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return entry.encode() in file.read().split(b"\0")
+    except OSError:
+        return False

@@ -177,6 +177,15 @@ class TestJsonForm:
         assert back == ev.WorkerStarted(seq=1, at=5.0, worker_id="w1")
         assert type(back.at) is float
 
+    def test_a_wall_clock_time_follows_at_and_reads_back(self) -> None:
+        event = ev.WorkerStarted(seq=1, at=5.25, worker_id="w1")
+        text = ev.to_json(event, wall_offset=1_700_000_000.0)
+        assert text == (
+            '{"type":"WorkerStarted","seq":1,"at":5.25,"wall":1700000005.25,"worker_id":"w1"}'
+        )
+        assert ev.from_json(text) == event
+        assert "wall" not in ev.to_dict(event)
+
 
 def _valid(name: str) -> dict[str, Any]:
     return ev.to_dict(sample(name))

@@ -249,6 +249,63 @@ class TestSubmit:
         assert await again == b"ok"
         await finish(pool, clock)
 
+    async def test_submit_nowait_from_another_thread_is_refused(self, clock: ManualClock) -> None:
+        pool = make(Script(), clock)
+        await pool.start()
+        errors: list[BaseException] = []
+
+        def submit() -> None:
+            try:
+                pool.submit_nowait(Job(payload=b"ok"))
+            except BaseException as exc:  # kept for the test's thread to check
+                errors.append(exc)
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        thread.join()
+        (error,) = errors
+        with pytest.raises(
+            PoolError,
+            match=r"^submit_nowait was called from another thread than the pool's event loop's: "
+            r"use asyncio\.run_coroutine_threadsafe\(pool\.submit\(job\), loop\)$",
+        ):
+            raise error
+        assert pool.stats().submitted == 0
+
+    async def test_the_documented_way_from_another_thread_works(self, clock: ManualClock) -> None:
+        pool = make(Script(), clock)
+        await pool.start()
+        loop = asyncio.get_running_loop()
+        handles: list[JobHandle] = []
+
+        def submit() -> None:
+            future = asyncio.run_coroutine_threadsafe(pool.submit(Job(payload=b"ok")), loop)
+            handles.append(future.result())
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        assert await handles[0] == b"ok"
+        await finish(pool, clock)
+
+    async def test_while_the_shutdown_begins_submit_and_resize_say_it(
+        self, clock: ManualClock, loop_kind: str
+    ) -> None:
+        pool = make(Script(), clock)
+        await pool.start()
+        stopping = asyncio.ensure_future(pool.shutdown(grace=1.0))
+        await asyncio.sleep(0)  # shutdown() has closed intake; its own task may not have run
+        # On a default loop the shutdown's task has not taken its first step,
+        # so the phase is still running; an eager loop ran it at once.
+        state = "shutting down" if loop_kind == "default" else "draining"
+        with pytest.raises(PoolClosed, match=rf"^pool is {state}: it accepts no more jobs$"):
+            pool.submit_nowait(Job())
+        with pytest.raises(PoolClosed, match=rf"^cannot resize: pool is {state}$"):
+            await pool.resize(4)
+        await stopping
+        assert pool.stats().workers == 0
+        assert [w.id for w in pool.snapshot().workers] == ["w1", "w2"]
+
     async def test_after_shutdown_submit_raises_pool_closed(self, clock: ManualClock) -> None:
         pool = make(Script(), clock)
         await pool.start()
@@ -276,6 +333,28 @@ class TestSubmit:
 
 
 class TestOutcomes:
+    @pytest.mark.parametrize(
+        ("error", "text"),
+        [(SystemExit(3), "SystemExit: 3"), (KeyboardInterrupt(), "KeyboardInterrupt")],
+    )
+    async def test_an_async_job_that_raises_systemexit_or_keyboardinterrupt_only_fails(
+        self, clock: ManualClock, error: BaseException, text: str
+    ) -> None:
+        # Out of a task, asyncio would let these end the whole program.
+        async def handler(job: Job, ctx: JobContext) -> bytes:
+            if job.payload == b"exit":
+                raise error
+            return job.payload
+
+        pool = make(handler, clock, workers=1)
+        await pool.start()
+        with pytest.raises(JobFailedError, match=rf"^job 'x' failed: {text}$"):
+            await pool.submit_nowait(Job(payload=b"exit", id="x"))
+        assert await pool.submit_nowait(Job(payload=b"ok")) == b"ok"
+        stats = pool.stats()
+        assert (stats.failed, stats.succeeded, stats.restarts) == (1, 1, 0)
+        await finish(pool, clock)
+
     async def test_a_result_is_returned(self, clock: ManualClock) -> None:
         pool = make(Script(), clock)
         await pool.start()
@@ -439,6 +518,30 @@ class TestThreads:
         assert thread is not threading.main_thread()
         assert thread.daemon
         assert thread.name in ("tp-w1", "tp-w2")
+        await finish(pool, clock)
+
+    async def test_a_plain_def_that_returns_a_coroutine_fails_and_says_why(
+        self, clock: ManualClock
+    ) -> None:
+        ran: list[str] = []
+
+        async def work(job: Job) -> None:
+            ran.append(job.id)
+
+        def handler(job: Job, ctx: JobContext) -> object:
+            return work(job)  # forgot the await: nothing of work() ever runs
+
+        pool = make(handler, clock)
+        await pool.start()
+        with pytest.raises(
+            JobFailedError,
+            match=r"^job 'x' failed: TypeError: the handler returned a coroutine "
+            r"\(TestThreads\.test_a_plain_def_that_returns_a_coroutine_fails_and_says_why\."
+            r"<locals>\.work\) without awaiting it, so its work never ran: "
+            r"make the handler async def, or await it there$",
+        ):
+            await pool.submit_nowait(Job(id="x"))
+        assert ran == []
         await finish(pool, clock)
 
     async def test_a_thread_job_error_is_a_failure(self, clock: ManualClock) -> None:

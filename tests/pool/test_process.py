@@ -13,6 +13,7 @@ import contextlib
 import errno
 import importlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,7 +42,7 @@ from pool import (
     events,
 )
 from pool.process import JobInterrupted, ProcessRunner, check_picklable
-from tests.helpers import next_event
+from tests.helpers import next_event, outlives
 
 WAIT = 10.0
 """A bound on any one wait: far above what each needs, so a hang fails instead of stalling."""
@@ -165,10 +166,22 @@ def exit_on_first_attempt(job: Job, ctx: JobContext) -> int:
 
 
 def start_grandchild(job: Job, ctx: JobContext) -> tuple[int, int]:
-    """Leave a long sleeper behind; return our pid and its."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """Leave a long sleeper behind, in a session of its own if the payload says so."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        start_new_session=job.payload == b"escapee",
+    )
     _grandchildren.append(proc)  # kept: no "still running" warning when it is collected
     return os.getpid(), proc.pid
+
+
+def spin_with_grandchild(job: Job, ctx: JobContext) -> None:
+    """Start a long sleeper, tell both pids (as progress), and spin: a job that still runs."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    _grandchildren.append(proc)
+    ctx.progress(0.0, f"{os.getpid()} {proc.pid}")
+    while True:
+        pass
 
 
 ACTIONS: dict[bytes, Callable[[Job, JobContext], object]] = {
@@ -180,6 +193,8 @@ ACTIONS: dict[bytes, Callable[[Job, JobContext], object]] = {
     b"kill": kill_self,
     b"exit-once": exit_on_first_attempt,
     b"grandchild": start_grandchild,
+    b"escapee": start_grandchild,
+    b"spin-with-grandchild": spin_with_grandchild,
 }
 
 
@@ -198,6 +213,20 @@ def in_main_handler(job: Job, ctx: JobContext) -> None:
 
 async def async_handler(job: Job, ctx: JobContext) -> None:
     """Not a process handler."""
+
+
+def raise_exit(job: Job, ctx: JobContext) -> None:
+    """Raises what the payload names: SystemExit or KeyboardInterrupt."""
+    if job.payload == b"exit":
+        raise SystemExit(3)
+    if job.payload == b"interrupt":
+        raise KeyboardInterrupt
+    ctx.progress(1.0, str(os.getpid()))
+
+
+def forgets_to_await(job: Job, ctx: JobContext) -> object:
+    """Returns the coroutine of an async function instead of running it."""
+    return async_handler(job, ctx)
 
 
 # --- helpers ----------------------------------------------------------------
@@ -256,6 +285,13 @@ async def process_pool(handler: Callable[..., object], **kwargs: Any) -> AsyncIt
 async def running(sub: Subscription, job_id: str) -> None:
     """Wait until the handler of ``job_id`` has reported that it runs (as progress)."""
     await next_event(sub, events.JobProgressed, lambda e: e.job_id == job_id)
+
+
+async def pid_of_worker(pool: Pool) -> str:
+    """The pid of the process of a one-worker pool of ``raise_exit``, as its progress tells."""
+    sub = pool.events()
+    await pool.submit(Job(payload=b"pid"))
+    return (await next_event(sub, events.JobProgressed)).message
 
 
 async def pid_of(pool: Pool) -> int:
@@ -325,6 +361,31 @@ class TestCheckPicklable:
 
 
 class TestResults:
+    async def test_a_handler_that_returns_a_coroutine_fails_and_says_why(self) -> None:
+        async with process_pool(forgets_to_await) as pool:
+            handle = await pool.submit(Job(id="x"))
+            with pytest.raises(
+                JobFailedError,
+                match=r"^job 'x' failed: TypeError: the handler returned a coroutine "
+                r"\(async_handler\) without awaiting it, so its work never ran: "
+                r"make the handler async def, or await it there$",
+            ):
+                await handle
+
+    @pytest.mark.parametrize(
+        ("payload", "text"), [(b"exit", "SystemExit: 3"), (b"interrupt", "KeyboardInterrupt")]
+    )
+    async def test_systemexit_or_keyboardinterrupt_fails_the_job_and_the_process_serves_on(
+        self, payload: bytes, text: str
+    ) -> None:
+        async with process_pool(raise_exit) as pool:
+            pid = await pid_of_worker(pool)
+            handle = await pool.submit(Job(id="x", payload=payload))
+            with pytest.raises(JobFailedError, match=rf"^job 'x' failed: {text}$"):
+                await handle
+            assert await pid_of_worker(pool) == pid
+            assert pool.stats().restarts == 0
+
     async def test_result_comes_back(self) -> None:
         async with process_pool(echo) as pool:
             handle = await pool.submit(Job(payload=b"hello"))
@@ -622,15 +683,16 @@ class TestCrashes:
         module.handler = fn  # type: ignore[attr-defined]
         sys.modules[module.__name__] = module
         try:
-            async with process_pool(fn, max_restarts=0) as pool:
-                # The worker crashes before it takes any job, and the pool gives up.
+            async with process_pool(fn) as pool:
+                # The worker dies before it is ever ready: the pool cannot start,
+                # and gives up at once, whatever restarts it allows.
                 report = await pool.wait_stopped()
-            assert report.reason is not None
-            assert report.reason.startswith(
-                "worker w1 crashed 1 times within 5s (max_restarts=0): "
+            assert report.reason == (
+                "worker w1 could not start: process pool-w1 could not load its handler: "
+                "ModuleNotFoundError: No module named 'wpool_nowhere'"
             )
-            assert report.reason.endswith("ModuleNotFoundError: No module named 'wpool_nowhere'")
             assert pool.phase is PoolPhase.FAILED
+            assert pool.stats().restarts == 0
         finally:
             del sys.modules[module.__name__]
 
@@ -644,8 +706,10 @@ class TestCrashes:
         async with process_pool(echo, max_restarts=0) as pool:
             report = await pool.wait_stopped()
         assert pool.phase is PoolPhase.FAILED
-        assert report.reason is not None
-        assert report.reason.endswith("OSError: [Errno 24] Too many open files")
+        assert report.reason == (
+            "worker w1 could not start: process pool-w1 could not start: "
+            "[Errno 24] Too many open files"
+        )
 
     async def test_a_child_that_hangs_loading_the_handler_is_given_up_on(
         self, monkeypatch: pytest.MonkeyPatch
@@ -655,6 +719,38 @@ class TestCrashes:
             report = await pool.wait_stopped()
         assert report.reason is not None
         assert report.reason.endswith("did not load its handler within 0s")
+
+    @pytest.mark.parametrize(
+        ("line", "why"),
+        [
+            ("time.sleep(600)", "did not load its handler within 0.5s"),
+            ("sys.exit(3)", "could not load its handler: SystemExit: 3"),
+        ],
+    )
+    async def test_a_module_that_hangs_or_exits_on_import_in_the_child_fails_the_start(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, why: str
+    ) -> None:
+        # Each load takes longer than the restart window: without the rule
+        # that a never-ready worker fails the start, it would restart forever.
+        name = f"wpool_load_{abs(hash(line))}"
+        (tmp_path / f"{name}.py").write_text(
+            f"import sys, time\nif sys.argv[0] == '-c':\n    {line}\n"
+            "def handler(job, ctx):\n    return b''\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(ProcessRunner, "load_timeout", 0.5)
+        module = importlib.import_module(name)
+        pool = Pool(module.handler, runner="process", workers=2, restart_window=0.2)
+        began = time.monotonic()
+        await pool.start()
+        report = await pool.wait_stopped()
+        assert time.monotonic() - began < 0.5 + WAIT
+        assert report.failed
+        assert report.reason is not None
+        assert re.fullmatch(
+            rf"worker (w[12]) could not start: process pool-\1 {re.escape(why)}", report.reason
+        )
+        assert pool.stats().restarts == 0
 
     async def test_shutdown_does_not_wait_for_a_child_still_loading(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -688,9 +784,19 @@ class TestShutdown:
         pid, grandchild = await handles[2]
         assert len({*pids, pid}) == 3  # one per worker
         assert {*pids, pid} <= children.live_groups()
-        assert alive(grandchild)
+        assert not alive(grandchild)  # ended with its job
         await pool.shutdown()
-        await gone(*pids, pid, grandchild)
+        await gone(*pids, pid)
+
+    @pytest.mark.parametrize("payload", [b"grandchild", b"escapee"])
+    async def test_no_process_outlives_its_job(self, payload: bytes) -> None:
+        # Popen(start_new_session=True) leaves the worker's process group: the
+        # job's key in its environment finds it all the same.
+        async with process_pool(act) as pool:
+            handle = await pool.submit(Job(payload=payload))
+            worker, grandchild = await handle
+            assert not outlives(grandchild, within=0.0)
+            assert alive(worker)
 
     async def test_shutdown_with_a_hung_job_is_bounded(self) -> None:
         pool = Pool(act, runner="process", workers=1)
@@ -745,12 +851,11 @@ async def main():
     pool = Pool(act, runner="process", workers=1)
     await pool.start()
     sub = pool.events()
-    pid, grandchild = await (await pool.submit(Job(payload=b"grandchild")))
-    await pool.submit(Job(id="spin", payload=b"spin"))
+    await pool.submit(Job(id="spin", payload=b"spin-with-grandchild"))
     async for event in sub:
         if isinstance(event, events.JobProgressed):
             break
-    print(pid, grandchild, flush=True)
+    print(event.message, flush=True)
     {end}
 
 asyncio.run(main())
@@ -758,7 +863,7 @@ asyncio.run(main())
 
 
 async def run_program(end: str) -> tuple[asyncio.subprocess.Process, int, int]:
-    """Start a program whose pool spins a job; the pids of its child and of that child's child."""
+    """Start a program whose pool runs a job that started a process; the pids of both."""
     program = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

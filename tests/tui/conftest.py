@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -36,3 +37,16 @@ async def release_held_jobs() -> AsyncIterator[None]:
 @pytest.fixture
 def rig(clock: ManualClock) -> Rig:
     return Rig(clock)
+
+
+@pytest.fixture(autouse=True)
+def _signals_as_they_were() -> Iterator[None]:
+    # wpool-tui run holds SIGINT, SIGTERM and SIGHUP until the program exits;
+    # run in this process, it must not take ctrl+c away from pytest.
+    before = {
+        signum: signal.getsignal(signum)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)

@@ -15,7 +15,7 @@ import gc
 import pytest
 from textual.widgets import DataTable, Input, Static
 
-from pool import Job, JobState, ManualClock, PoolPhase, events
+from pool import Job, JobHandle, JobState, ManualClock, PoolPhase, events
 from tests.tui.rig import CONTROL_ACTIONS, Rig, dialog_error, frame, running, text_of
 from tui.screens.dialogs import (
     AddJobsScreen,
@@ -319,6 +319,25 @@ async def test_enter_on_a_failed_job_in_the_log_shows_its_error(rig: Rig) -> Non
         body = text_of(app.screen.query_one("VerticalScroll > Static", Static))
         assert "broken-2" in body
         assert "failed on purpose" in body
+
+
+async def test_enter_on_a_succeeded_job_in_the_log_shows_what_its_handler_returned(
+    rig: Rig,
+) -> None:
+    handles: dict[str, JobHandle] = {}
+    app = rig.app(find_job=handles.get)
+    async with running(app, rig) as pilot:
+        job = Job(id="answer", payload=b"ok:42")
+        handles[job.id] = rig.pool.submit_nowait(job)
+        await frame(pilot)
+        log = app.query_one(JobLog)
+        log.focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        assert isinstance(app.screen, JobDetailScreen)
+        body = text_of(app.screen.query_one("VerticalScroll > Static", Static))
+        assert "state      succeeded" in body
+        assert 'result     "ok:42"' in body
 
 
 # --- s: shutdown -----------------------------------------------------------------

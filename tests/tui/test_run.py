@@ -13,11 +13,20 @@ import pytest
 import pytest_asyncio
 
 from pool import Job, ManualClock, Pool, PoolPhase, ShutdownReport, children, events
-from tests.helpers import Script, next_event, outlives, release_all, settle
+from pool.process import ProcessRunner
+from tests.helpers import Script, next_event, outlives, release_all, settle, tmpfs
 from tui import cli
 from tui.batch import JOBLOG_HEADER, Batch
 from tui.cli import UsageError, batch_summary, build_run_parser, import_handler
-from tui.jobfile import JobFileError, job_line, parse_jobs, read_jobs, write_jobs
+from tui.jobfile import (
+    JobFileError,
+    JobReader,
+    job_line,
+    parse_jobs,
+    read_jobs,
+    save_jobs,
+    write_jobs,
+)
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -128,6 +137,31 @@ class TestJobFile:
         with pytest.raises(JobFileError, match=r"^cannot read .*nope: No such file or directory$"):
             read_jobs(str(tmp_path / "nope"), shell=False)
 
+    def test_a_byte_order_mark_at_the_start_is_ignored(self) -> None:
+        jobs = parse_jobs([b"\xef\xbb\xbfecho a", b"\xef\xbb\xbfecho b"], "f", shell=True)
+        # Only at the start of the file: further on it is the line's own.
+        assert [j.payload for j in jobs] == [b"echo a", "\ufeffecho b".encode()]
+        (job,) = parse_jobs([b'\xef\xbb\xbf{"payload": "x"}'], "f", shell=False)
+        assert job.payload == b"x"
+
+    def test_a_reused_id_is_refused_between_named_and_numbered_lines(self) -> None:
+        with pytest.raises(JobFileError, match=r"^f:3: id '1' is already used on line 1$"):
+            parse_jobs(lines("echo a", "", '{"id": 1, "payload": "b"}'), "f", shell=True)
+        with pytest.raises(JobFileError, match=r"^f:2: id '2' is already used on line 1$"):
+            parse_jobs(lines('{"id": "2", "payload": "b"}', "echo a"), "f", shell=True)
+
+    def test_a_file_is_read_as_its_jobs_are_taken(self, tmp_path: Path) -> None:
+        path = tmp_path / "big.txt"
+        path.write_bytes(b"true\n" * 100_000)
+        reader = JobReader(str(path), shell=True)
+        try:
+            reader.add(reader.read_block())
+            assert reader.take() is not None
+            assert not reader.eof  # one block read of half a megabyte
+            assert sum(1 for _ in reader) == 99_999
+        finally:
+            reader.close()
+
 
 class TestBatch:
     async def run_batch(
@@ -153,12 +187,12 @@ class TestBatch:
         assert sorted((c[0], c[1], c[5]) for c in cells) == sorted(
             [(str(n + 1), f"j{n}", "succeeded") for n in range(5)] + [("6", "bad", "failed")]
         )
-        assert all(len(c) == 8 for c in cells)
+        assert all(len(c) == 10 for c in cells)
         bad = next(c for c in cells if c[1] == "bad")
-        assert bad[6:] == ["-", "ValueError: job bad failed on purpose"]
+        assert bad[6:] == ["-", "-", "ValueError: job bad failed on purpose", "fail"]
         assert batch.outcomes()["succeeded"] == 5
         assert not batch.succeeded()
-        assert batch.unfinished() == []
+        assert list(batch.unfinished()) == []
 
     async def test_a_shutdown_leaves_the_unsubmitted_and_the_stopped_unfinished(
         self, clock: ManualClock, tmp_path: Path
@@ -176,8 +210,6 @@ class TestBatch:
         await clock.advance(1.0)
         report: ShutdownReport = await stopping
         assert report.phase_reached is PoolPhase.CANCELLING
-        left = batch.unfinished()
-        assert [job.id for job in left] == [f"j{n}" for n in range(8)]
         path = tmp_path / "left.jsonl"
         assert batch.save_unfinished(str(path)) == 8
         assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == [
@@ -190,6 +222,7 @@ class TestBatch:
             "cancelled": 4,
             "abandoned": 0,
             "not ended": 0,
+            "skipped": 0,
             "not submitted": 4,
         }
         assert len(log.getvalue().splitlines()) == 1 + 4
@@ -200,6 +233,20 @@ class TestBatch:
         assert batch.succeeded()
         assert batch.save_unfinished(str(tmp_path / "left.jsonl")) == 0
         assert not (tmp_path / "left.jsonl").exists()
+
+
+class TestJoblogLines:
+    async def test_control_and_separator_characters_are_escaped(self, clock: ManualClock) -> None:
+        pool = Pool(Script(), workers=1, clock=clock)
+        await pool.start()
+        log = io.StringIO()
+        odd = "a\tb\nc\rd\x00e\u2028f\u2029g\x85h\\i"
+        batch = Batch(pool, [Job(id=odd, payload=odd.encode())], joblog=log)
+        await batch.feed()
+        (row,) = log.getvalue().splitlines()[1:]
+        cells = row.split("\t")
+        escaped = "a\\tb\\nc\\rd\\x00e\\u2028f\\u2029g\\x85h\\\\i"
+        assert (len(cells), cells[1], cells[9]) == (10, escaped, escaped)
 
 
 class TestRunFlags:
@@ -225,9 +272,10 @@ class TestRunFlags:
             "(see --help)\n"
         )
 
-    def test_summary_names_the_rerun(self) -> None:
+    async def test_summary_names_the_rerun(self, clock: ManualClock) -> None:
         args = self.parse("--jobs", "f", "--handler", "my mod:f", "--unfinished", "left.jsonl")
-        batch = Batch.__new__(Batch)
+        batch = Batch(Pool(Script(), clock=clock), [Job(id="a"), Job(id="b")])
+        assert [job.id for job in batch.unfinished()] == ["a", "b"]
         report = ShutdownReport(
             finished=(),
             cancelled=("a",),
@@ -239,14 +287,89 @@ class TestRunFlags:
             reason=None,
             failed=False,
         )
-        batch.jobs = (Job(id="a"), Job(id="b"))
-        batch._handles = []
         assert batch_summary(batch, report, 2, args) == (
             "wpool-tui: 2 jobs: 2 not submitted\n"
             "wpool-tui: pool stopped after a 1.2s shutdown (reached cancelling)\n"
             "wpool-tui: 2 unfinished jobs saved to left.jsonl; run them again with: "
-            "wpool-tui run --jobs left.jsonl --handler 'my mod:f'"
+            "wpool-tui run --jobs left.jsonl --handler 'my mod:f' --unfinished left.jsonl"
         )
+
+    def test_the_rerun_carries_every_option_of_the_run(self) -> None:
+        args = self.parse(
+            *("--jobs", "cmds.txt", "--shell", "--workers", "8", "--queue-size", "5"),
+            *("--job-timeout", "30", "--retries", "2", "--joblog", "run.tsv"),
+            *("--output-dir", "out", "--grace", "2.5", "--cancel-grace", "1"),
+            *("--results", "r.jsonl", "--headless", "--read-only", "--theme", "nord"),
+        )
+        assert cli.rerun_command(args, "wpool-unfinished.jsonl") == [
+            *("wpool-tui", "run", "--jobs", "wpool-unfinished.jsonl", "--shell"),
+            *("--retries", "2", "--results", "r.jsonl", "--output-dir", "out"),
+            *("--workers", "8", "--queue-size", "5", "--job-timeout", "30"),
+            *("--grace", "2.5", "--cancel-grace", "1", "--read-only", "--headless"),
+            *("--theme", "nord", "--resume", "run.tsv"),
+        ]
+
+
+class TestCheckedAtStart:
+    def run(self, tmp_path: Path, *argv: str) -> int:
+        (tmp_path / "jobs.jsonl").write_text('{"payload": "true"}\n')
+        return cli.run_main(["--headless", "--jobs", str(tmp_path / "jobs.jsonl"), *argv])
+
+    def test_headless_with_no_worker_is_refused(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert self.run(tmp_path, "--shell", "--workers", "0") == 2
+        assert capsys.readouterr().err == (
+            "wpool-tui run: error: --workers 0 runs nothing without the dashboard to add "
+            "workers: give --workers 1 or more\n"
+        )
+
+    def test_an_unfinished_file_that_is_a_folder_is_refused(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert self.run(tmp_path, "--shell", "--unfinished", str(tmp_path)) == 2
+        assert capsys.readouterr().err == (
+            f"wpool-tui run: error: cannot write --unfinished {tmp_path}: it is a directory\n"
+        )
+
+    def test_an_output_dir_that_cannot_be_written_is_refused(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with tmpfs(tmp_path / "ro", "4k", read_only=True) as folder:
+            assert self.run(tmp_path, "--shell", "--output-dir", str(folder)) == 2
+        assert capsys.readouterr().err == (
+            f"wpool-tui run: error: cannot write --output-dir {folder}: Read-only file system\n"
+        )
+
+    def test_a_handler_module_that_exits_on_import_is_told(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (tmp_path / "wpool_exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        assert self.run(tmp_path, "--handler", "wpool_exits_on_import:f") == 2
+        assert capsys.readouterr().err == (
+            "wpool-tui run: error: cannot import handler wpool_exits_on_import:f: "
+            "the module called sys.exit(3) on import\n"
+        )
+
+    def test_a_process_handler_that_hangs_loading_fails_the_run_in_bounded_time(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # It hangs in the child only (the parent imported it fine).
+        (tmp_path / "wpool_hangs_in_child.py").write_text(
+            "import sys, time\nif sys.argv[0] == '-c':\n    time.sleep(600)\n"
+            "def handler(job, ctx):\n    return b''\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(ProcessRunner, "load_timeout", 0.5)
+        args = ["--handler", "wpool_hangs_in_child:handler", "--runner", "process"]
+        assert self.run(tmp_path, *args, "--workers", "1") == 1
+        err = capsys.readouterr().err
+        assert (
+            "wpool-tui: pool failed after a 0.0s shutdown (reached draining): worker w1 could "
+            "not start: process run-w1 did not load its handler within 0.5s\n"
+        ) in err
 
 
 class TestImportHandler:
@@ -314,18 +437,14 @@ class TestNothingLost:
         saved = (tmp_path / "wpool-unfinished.jsonl").read_text().splitlines()
         assert [json.loads(line)["payload"] for line in saved] == ["sleep 60", "echo b"]
 
-    def test_an_unwritable_unfinished_file_prints_the_jobs(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        batch = Batch.__new__(Batch)
-        batch.jobs = (Job(id="a", payload=b"x"),)
-        batch._handles = []
-        assert cli._save_unfinished(batch, str(tmp_path / "gone" / "left.jsonl")) == 0
-        assert capsys.readouterr().err == (
-            f"wpool-tui: cannot save 1 unfinished jobs to {tmp_path}/gone/left.jsonl: "
-            "No such file or directory; here they are:\n"
-            '{"id": "a", "payload": "x"}\n'
+    def test_an_unwritable_unfinished_file_prints_the_jobs(self, tmp_path: Path) -> None:
+        out = io.StringIO()
+        saved = save_jobs(
+            str(tmp_path / "gone" / "left.jsonl"), [Job(id="a", payload=b"x")], fallback=out
         )
+        assert saved == (1, "", "No such file or directory")
+        assert out.getvalue() == '{"id": "a", "payload": "x"}\n'
+        assert list(tmp_path.iterdir()) == []
 
     def test_an_unfinished_file_that_cannot_be_written_is_refused_first(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

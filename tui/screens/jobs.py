@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,15 +16,34 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from pool import DeadLetter, ErrorInfo, Job
-from pool.commands import exit_description
+from pool.commands import CommandResult, exit_description
 from pool.events import JobOutputCaptured
 
+from ..batch import result_json
 from ..logfilter import FIELDS, LogFilter
 from ..widgets.field import TypedInput
 from ..widgets.format import duration, plain
 from .dialogs import Dialog
 
-__all__ = ("ConfirmResubmitScreen", "DeadLettersScreen", "JobDetail", "JobDetailScreen")
+__all__ = (
+    "ConfirmResubmitScreen",
+    "DeadLettersScreen",
+    "JobDetail",
+    "JobDetailScreen",
+    "Result",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A succeeded job's return value (wrapped: None is a value too)."""
+
+    value: object
+
+    def text(self, limit: int = 2000) -> str:
+        """The value as JSON (bytes as text, objects as their repr), cut at ``limit``."""
+        text = json.dumps(result_json(self.value), ensure_ascii=False)
+        return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +60,8 @@ class JobDetail:
     """What its process left, for commands and process jobs."""
     label: str = ""
     """What the job is, for people (a shell command's text)."""
+    result: Result | None = None
+    """What its handler returned, if it succeeded."""
 
     @classmethod
     def of_letter(
@@ -83,6 +105,10 @@ def render_detail(detail: JobDetail) -> Text:
         text.append(f"meta       {plain(key, limit=200)} = {plain(value, limit=1000)}\n")
     text.append("payload    ", style="")
     text.append(payload + "\n", style="cyan")
+    if detail.result is not None and not isinstance(detail.result.value, CommandResult):
+        # A command's result is its exit code and output, shown just below.
+        text.append("result     ")
+        text.append(plain(detail.result.text(), lines=True) + "\n", style="green")
     output = detail.output
     if output is not None:
         text.append("exit       ")
