@@ -1,10 +1,12 @@
-"""The Textual app: event pump -> DashboardState -> widgets, and the controls.
+"""The Textual app: source -> event pump -> DashboardState -> widgets, and the controls.
 
-Events are never rendered one by one: once per frame (at most ``FPS`` a
-second) the pump takes every pending event, folds them into the state,
-and the widgets render from the state. A dashboard that falls behind
-misses events, is told so, and resyncs from ``pool.snapshot()``; the pool
-never waits for it.
+The app reads a :class:`~tui.sources.Source`: a pool in this process, a pool
+in another process, or a recording. Events are never rendered one by one:
+once per frame the pump takes every pending event, folds them into the
+state, and the widgets render from the state. A dashboard that falls
+behind misses events, is told so, and resyncs from the source's snapshot;
+the pool never waits for it. The footer, the palette and the help offer
+only the controls the source supports.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from rich.text import Text
 from textual import events, on
 from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
@@ -25,21 +28,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from pool import (
-    Clock,
-    DeadLetter,
-    Job,
-    JobHandle,
-    JobState,
-    MonotonicClock,
-    PoolClosed,
-    PoolError,
-    PoolPhase,
-    PoolSnapshot,
-    QueueFull,
-    ShutdownReport,
-    Subscription,
-)
+from pool import Job, JobHandle, Pool, PoolError, PoolPhase, ShutdownReport
 from pool import events as pool_events
 
 from .screens.dialogs import (
@@ -48,19 +37,25 @@ from .screens.dialogs import (
     Dialog,
     HelpLine,
     HelpScreen,
+    JobsToAdd,
+    JumpScreen,
     QuitScreen,
     ResizeScreen,
     ShutdownChoice,
 )
 from .screens.jobs import DeadLettersScreen, JobDetail, JobDetailScreen, Result
+from .sources import Control, EventFeed, Source, SourceError
+from .sources.local import LocalSource
+from .sources.recording import Recorder, RecordingFeed, ReplaySource
 from .state import DashboardState
+from .widgets.banner import Banner, render_playback
 from .widgets.countdown import NEXT_STEP, Countdown
 from .widgets.format import plain
 from .widgets.joblog import JobLog, LogView
 from .widgets.summary import Summary
 from .widgets.workers import WorkerGrid
 
-__all__ = ("FPS", "PoolControl", "WpoolApp", "create_app")
+__all__ = ("FPS", "WpoolApp", "create_app")
 
 FPS = 20
 """Frames a second, at most: the pump and the widgets run once a frame."""
@@ -105,51 +100,6 @@ every this many frame ticks draws a frame: the loop, saturated, goes to the pool
 A key's effect is still drawn at once: the action draws its own frame."""
 
 
-class PoolControl(Protocol):
-    """What the dashboard needs of a pool: :class:`pool.Pool` has it, and so
-    can a stand-in for a pool in another process."""
-
-    @property
-    def phase(self) -> PoolPhase: ...
-
-    @property
-    def max_workers(self) -> int: ...
-
-    @property
-    def cancel_grace(self) -> float: ...
-
-    @property
-    def grace(self) -> float: ...
-
-    async def start(self) -> None: ...
-
-    def events(self, maxsize: int = ...) -> Subscription: ...
-
-    def snapshot(self) -> PoolSnapshot: ...
-
-    def submit_nowait(self, job: Job) -> JobHandle: ...
-
-    async def resize(self, workers: int) -> None: ...
-
-    async def pause(self) -> None: ...
-
-    async def resume(self) -> None: ...
-
-    async def shutdown(
-        self, grace: float | None = ..., drain: bool = ..., cancel_grace: float | None = ...
-    ) -> ShutdownReport: ...
-
-    def dead_letters(self) -> tuple[DeadLetter, ...]: ...
-
-    async def resubmit(self, job_id: str) -> JobHandle: ...
-
-    async def wait_stopped(self) -> ShutdownReport: ...
-
-    def job(self, job_id: str) -> JobHandle | None: ...
-
-    def describe(self, job: Job) -> str: ...
-
-
 class WpoolApp(App[int]):
     """The dashboard of one pool. Its result is the process's exit status."""
 
@@ -179,7 +129,31 @@ class WpoolApp(App[int]):
         Binding("l", "log", "Log", id="log", show=False, priority=True),
         Binding("enter", "details", "Details", id="details", show=False),
         Binding("ctrl+c", "interrupt", "Interrupt", id="interrupt", show=False, priority=True),
+        # A replay's playback keys (only a replay offers them).
+        Binding("space", "play_pause", "Play/Pause", id="play-pause", priority=True),
+        Binding("less_than_sign", "slower", "Slower", id="slower", key_display="<", priority=True),
+        Binding(
+            "greater_than_sign", "faster", "Faster", id="faster", key_display=">", priority=True
+        ),
+        Binding("full_stop", "step", "Step", id="step", key_display=".", priority=True),
+        Binding("j", "jump", "Jump", id="jump", priority=True),
+        Binding("n", "next_mark", "Next mark", id="next-mark", priority=True),
     ]
+
+    _NEEDS: dict[str, Control] = {
+        "add_jobs": Control.ADD_JOBS,
+        "grow": Control.RESIZE,
+        "shrink": Control.RESIZE,
+        "resize": Control.RESIZE,
+        "pause": Control.PAUSE,
+        "resume": Control.PAUSE,
+        "shutdown": Control.SHUTDOWN,
+        "escalate": Control.SHUTDOWN,
+    }
+    """The control of the source that each action needs."""
+
+    _PLAYBACK = frozenset({"play_pause", "slower", "faster", "step", "jump", "next_mark"})
+    """Actions only a replay has."""
 
     _CONTROLS = frozenset(
         {"add_jobs", "grow", "shrink", "resize", "pause", "resume", "shutdown", "escalate"}
@@ -205,15 +179,21 @@ class WpoolApp(App[int]):
             "escalate",
             "quit_app",
             "help",
+            "play_pause",
+            "slower",
+            "faster",
+            "step",
+            "jump",
+            "next_mark",
         }
     )
     """Priority bindings that belong to the dashboard itself, not to a dialog over it."""
 
     def __init__(
         self,
-        pool: PoolControl,
+        source: Source | Pool,
         *,
-        clock: Clock | None = None,
+        clock: _Now | None = None,
         theme: str = "textual-dark",
         read_only: bool = False,
         make_job: Callable[[], Job] | None = None,
@@ -227,40 +207,49 @@ class WpoolApp(App[int]):
         find_job: Callable[[str], JobHandle | None] | None = None,
         resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
         freeze_gc: bool = False,
+        recorder: Callable[[Source], Recorder] | None = None,
     ) -> None:
-        """The dashboard for ``pool`` (started on mount if it is not yet).
+        """The dashboard of ``source`` (a :class:`~pool.Pool` is read as a
+        :class:`~tui.sources.local.LocalSource`); started on mount.
 
         Tests pass a pool on a :class:`pool.ManualClock` and the same clock
-        here, so that what is drawn does not depend on real time.
-        ``grace`` and ``cancel_grace`` are the shutdown's (default: the
-        pool's). ``total_jobs`` (a batch of known size) adds overall
-        progress and an ETA; ``find_job`` finds the handle of any job of the
-        batch, ended ones included; ``resubmit`` runs a failed job again in
-        its stead (the batch's account). ``freeze_gc`` is for a program
-        whose main UI this is: once mounted, what exists is frozen out of
-        the garbage collector's full scans (``gc.freeze``).
+        here, so that what is drawn does not depend on real time (by
+        default the time is the source's). ``grace`` and ``cancel_grace``
+        are the shutdown's (default: the source's). For a pool: ``make_job``
+        is what the add dialog submits, ``total_jobs`` (a batch of known
+        size) adds overall progress and an ETA, ``find_job`` finds the
+        handle of any job of the batch, ended ones included, and
+        ``resubmit`` runs a failed job again in its stead (the batch's
+        account). ``recorder`` makes the recorder of what the dashboard
+        reads (``--record``). ``freeze_gc`` is for a program whose main UI
+        this is: once mounted, what exists is frozen out of the garbage
+        collector's full scans (``gc.freeze``).
         """
         super().__init__()
         self._freeze_gc = freeze_gc
         if not animate:
             self.animation_level = "none"
         self._handle_signals = handle_signals
-        self.pool = pool
-        self.clock: Clock = clock or MonotonicClock()
+        if isinstance(source, Pool):
+            source = LocalSource(source, make_job=make_job, find_job=find_job, resubmit=resubmit)
+        self.source: Source = source
+        self.clock: _Now = clock or source
         self.read_only = read_only
-        self.make_job = make_job
-        self.grace = pool.grace if grace is None else grace
+        self._grace = grace
         self.cancel_grace = cancel_grace
+        self._recorder_factory = recorder
+        self.recorder: Recorder | None = None
+        """What records the dashboard's events (``--record``), once mounted."""
         self._on_started = on_started
         self._theme_name = theme
         self.state = DashboardState(total=total_jobs)
         self._total_jobs = total_jobs
-        self._find_job = find_job
-        self._resubmit_fn = resubmit or pool.resubmit
         self.frozen = False
         self.report: ShutdownReport | None = None
-        self._sub: Subscription | None = None
-        self._stop_task: asyncio.Task[ShutdownReport] | None = None
+        self.stopped = False
+        """Whether the pool has stopped (the source's report, if any: :attr:`report`)."""
+        self._sub: EventFeed | None = None
+        self._stop_task: asyncio.Task[ShutdownReport | None] | None = None
         self._exit_when_stopped = exit_when_stopped
         self._phase_shown: PoolPhase | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -276,13 +265,21 @@ class WpoolApp(App[int]):
         self.frames = 0
         """Frames drawn so far (the benchmarks and tests count them)."""
         self._typed_ahead: list[tuple[str, str | None]] = []
+        self._status_shown = ""
+        self._stop_requested = False
 
     # --- layout and frames ----------------------------------------------------
+
+    @property
+    def grace(self) -> float:
+        """The grace period the shutdown dialog offers."""
+        return self.source.grace if self._grace is None else self._grace
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="")
         with Vertical(id="top"):
             yield Summary(id="summary")
+            yield Banner(id="banner")
             yield Countdown(id="countdown")
         yield WorkerGrid(id="workers")
         yield LogView(id="log-box")
@@ -290,12 +287,16 @@ class WpoolApp(App[int]):
 
     async def on_mount(self) -> None:
         self.theme = self._theme_name
-        self.sub_title = "read-only" if self.read_only else ""
-        self._sub = self.pool.events(maxsize=EVENT_BUFFER)
-        self.state = DashboardState.from_snapshot(self.pool.snapshot())
+        source = self.source
+        await source.start()
+        self._show_title()
+        feed = source.events(maxsize=EVENT_BUFFER)
+        if self._recorder_factory is not None:
+            self.recorder = self._recorder_factory(source)
+            feed = RecordingFeed(feed, self.recorder)
+        self._sub = feed
+        self.state = DashboardState.from_snapshot(source.snapshot())
         self.state.total = self._total_jobs
-        if self.pool.phase is PoolPhase.CREATED:
-            await self.pool.start()
         self.refresh_now()
         if self._freeze_gc:
             # What exists now (modules, widgets, styles) lives as long as the
@@ -334,8 +335,14 @@ class WpoolApp(App[int]):
                 markup=False,
             )
 
+    def _show_title(self) -> None:
+        title = self.source.title
+        self.sub_title = f"{title} · read-only" if self.read_only else title
+
     def _tick(self) -> None:
         self._ticks += 1
+        if isinstance(self.source, ReplaySource):
+            self.source.tick()  # the recording plays on: its events join the feed
         if self._flooded and self._ticks % FLOOD_EVERY:
             return  # fewer frames while the loop is saturated
         news = self._fold()
@@ -365,7 +372,7 @@ class WpoolApp(App[int]):
             return _News.NONE
         gap = state.apply_all(batch)
         if gap:
-            state.resync(self.pool.snapshot())
+            state.resync(self.source.snapshot())
         # Real time, not the pool's clock: this budgets the loop's own time.
         now = time.monotonic()
         elapsed = max(now - self._folded_at, 1 / FPS)
@@ -393,6 +400,7 @@ class WpoolApp(App[int]):
         except NoMatches:
             return  # a last frame while the app tears its screen down
         summary.show(state, frozen=False)
+        self._show_banner()
         self.query_one(Countdown).show(state, self._countdown_hint())
         now = time.monotonic()
         if not whole and now - self._drawn_all_at < BUSY_SECONDS:
@@ -444,11 +452,9 @@ class WpoolApp(App[int]):
         return len(self.screen_stack) == 1 and not isinstance(self.focused, Input)
 
     def _available(self, action: str) -> bool | None:
-        """Whether ``action`` works now: False hides it (this mode or phase has no use
-        for it); the footer, the palette and the help show only what works."""
-        if self.read_only and action in self._CONTROLS:
-            return False
-        if action == "add_jobs" and self.make_job is None:
+        """Whether ``action`` works now: False hides it (this source, mode or phase
+        has no use for it); the footer, the palette and the help show only what works."""
+        if not self._available_here(action):
             return False
         phase = self.state.phase
         live = phase in (PoolPhase.RUNNING, PoolPhase.PAUSED)
@@ -463,6 +469,16 @@ class WpoolApp(App[int]):
         if action == "freeze":
             return not phase.is_final
         return True
+
+    def _available_here(self, action: str) -> bool:
+        """Whether ``action`` works at all with this source and mode (read-only, replay)."""
+        needs = self._NEEDS.get(action)
+        if needs is not None and (self.read_only or needs not in self.source.controls):
+            return False
+        replay = isinstance(self.source, ReplaySource)
+        if action in self._PLAYBACK:
+            return replay
+        return not (action == "freeze" and replay)  # space plays and pauses a replay
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -479,7 +495,7 @@ class WpoolApp(App[int]):
     def _countdown_hint(self) -> str:
         """Which keys act on the shutdown now, for the countdown banner."""
         step = NEXT_STEP.get(self.state.phase)
-        if step is None:
+        if step is None or not self._owns_pool():
             return ""
         if self.read_only:
             return f"q: {step}" if self._exit_when_stopped else "q: quit when it ends"
@@ -488,27 +504,61 @@ class WpoolApp(App[int]):
             hint += "   q: quit when it ends"
         return hint
 
+    def _show_banner(self) -> None:
+        source = self.source
+        banner = self.query_one(Banner)
+        if isinstance(source, ReplaySource):
+            start, now, end = source.position
+            banner.say(
+                render_playback(
+                    start, now, end, paused=source.paused, speed=source.speed, note=source.status
+                )
+            )
+            return
+        status = source.status
+        banner.say(Text(f" {plain(status, limit=300)}") if status else None, warning=True)
+        if status != self._status_shown:
+            self._status_shown = status
+            self._show_title()
+
+    def _owns_pool(self) -> bool:
+        """Whether quitting here is the pool's end (a pool of this process), or only
+        the dashboard's (attached to a service, or a replay)."""
+        return isinstance(self.source, LocalSource)
+
     # --- actions ---------------------------------------------------------------
 
-    def action_add_jobs(self) -> None:
-        """Ask how many jobs to add, then submit them."""
-        self.push_screen(AddJobsScreen(), self._add_jobs)
+    def _act(self, call: Awaitable[object], done: Callable[[], None] | None = None) -> None:
+        """Run a control of the source; what it refuses is told, never raised."""
+        self._spawn(self._do(call, done))
 
-    def _add_jobs(self, count: int | None) -> None:
-        if count is None or self.make_job is None:
-            return
-        added = 0
+    async def _do(self, call: Awaitable[object], done: Callable[[], None] | None = None) -> None:
         try:
-            for _ in range(count):
-                self.pool.submit_nowait(self.make_job())
-                added += 1
-        except QueueFull:
-            self.notify(f"queue full: added {added} of {count}", severity="warning", markup=False)
-            return
-        except PoolClosed as exc:
-            self.notify(plain(str(exc)), severity="warning", markup=False)
-            return
-        self.notify(f"added {added} jobs", markup=False)
+            await call
+        except (PoolError, SourceError, ValueError, TypeError) as exc:
+            self.notify(plain(str(exc), limit=500), severity="warning", markup=False)
+        finally:
+            if done is not None:
+                done()
+        self.refresh_now()
+
+    def action_add_jobs(self) -> None:
+        """Ask how many jobs to add (and, for a service, their payload), then submit them."""
+        asks_payload = not isinstance(self.source, LocalSource)
+        self.push_screen(AddJobsScreen(with_payload=asks_payload), self._add_jobs)
+
+    def _add_jobs(self, wanted: JobsToAdd | None) -> None:
+        if wanted is not None:
+            self._spawn(self._add(wanted))
+
+    async def _add(self, wanted: JobsToAdd) -> None:
+        try:
+            added = await self.source.add_jobs(wanted.count, wanted.payload)
+        except (PoolError, SourceError) as exc:
+            self.notify(plain(str(exc), limit=500), severity="warning", markup=False)
+        else:
+            self.notify(f"added {added} jobs", markup=False)
+        self.refresh_now()
 
     def _target(self) -> int:
         # What the last request asked for, not what the last frame showed:
@@ -517,7 +567,7 @@ class WpoolApp(App[int]):
 
     def action_grow(self) -> None:
         """Add one worker."""
-        if self._target() < self.pool.max_workers:
+        if self._target() < self.source.max_workers:
             self._resize(self._target() + 1)
 
     def action_shrink(self) -> None:
@@ -531,37 +581,26 @@ class WpoolApp(App[int]):
             ResizeScreen(
                 target=self._target(),
                 live=self.state.live_workers,
-                high=self.pool.max_workers,
+                high=self.source.max_workers,
             ),
             lambda n: None if n is None else self._resize(n),
         )
 
     def _resize(self, workers: int) -> None:
-        if not 0 <= workers <= self.pool.max_workers:
+        if not 0 <= workers <= self.source.max_workers:
             self.notify(
-                f"workers must be from 0 to {self.pool.max_workers}",
+                f"workers must be from 0 to {self.source.max_workers}",
                 severity="warning",
                 markup=False,
             )
             return
         self._want_target = workers
-        self._spawn(self._do(self.pool.resize(workers), self._resized, workers))
 
-    def _resized(self, workers: int) -> None:
-        if self._want_target == workers:
-            self._want_target = None
+        def resized() -> None:
+            if self._want_target == workers:
+                self._want_target = None
 
-    async def _do(
-        self, call: Awaitable[object], done: Callable[[Any], None] | None = None, arg: Any = None
-    ) -> None:
-        try:
-            await call
-        except PoolError as exc:
-            self.notify(plain(str(exc)), severity="warning", markup=False)
-        finally:
-            if done is not None:
-                done(arg)
-        self.refresh_now()
+        self._act(self.source.resize(workers), resized)
 
     def action_pause(self) -> None:
         """Stop taking jobs from the queue (running ones go on)."""
@@ -573,17 +612,17 @@ class WpoolApp(App[int]):
 
     def _set_paused(self, paused: bool) -> None:
         now = (
-            self.pool.phase is PoolPhase.PAUSED if self._want_paused is None else self._want_paused
+            self.state.phase is PoolPhase.PAUSED if self._want_paused is None else self._want_paused
         )
         if now is paused:
             return
         self._want_paused = paused
-        call = self.pool.pause() if paused else self.pool.resume()
-        self._spawn(self._do(call, self._paused, paused))
 
-    def _paused(self, paused: bool) -> None:
-        if self._want_paused is paused:
-            self._want_paused = None
+        def settled() -> None:
+            if self._want_paused is paused:
+                self._want_paused = None
+
+        self._act(self.source.pause() if paused else self.source.resume(), settled)
 
     def action_freeze(self) -> None:
         """Freeze or unfreeze the view; events are still read."""
@@ -603,25 +642,34 @@ class WpoolApp(App[int]):
 
     def action_failed(self) -> None:
         """Show the failed jobs (dead letters)."""
+        self._spawn(self._show_failed())
+
+    async def _show_failed(self) -> None:
+        try:
+            letters = await self.source.dead_letters()
+        except SourceError as exc:
+            self.notify(plain(str(exc), limit=500), severity="warning", markup=False)
+            return
+        resubmit = not self.read_only and Control.RESUBMIT in self.source.controls
         self.push_screen(
             DeadLettersScreen(
-                self.pool.dead_letters(),
-                read_only=self.read_only or self.pool.phase.is_shutting_down,
+                letters,
+                read_only=not resubmit or self.state.phase.is_shutting_down,
                 outputs=self.state.outputs,
-                describe=self.pool.describe,
+                describe=self.source.describe,
             )
         )
 
     @on(DeadLettersScreen.Resubmit)
     def _resubmit(self, message: DeadLettersScreen.Resubmit) -> None:
-        if self.read_only:
+        if self.read_only or Control.RESUBMIT not in self.source.controls:
             return
         self._spawn(self._resubmit_job(message.job_id))
 
     async def _resubmit_job(self, job_id: str) -> None:
         try:
-            await self._resubmit_fn(job_id)
-        except (PoolError, ValueError) as exc:
+            await self.source.resubmit(job_id)
+        except (PoolError, SourceError, ValueError) as exc:
             self.notify(
                 plain(f"{job_id} was not resubmitted: {exc}", limit=500),
                 severity="warning",
@@ -658,64 +706,112 @@ class WpoolApp(App[int]):
         self._show_job(view.job_id)
 
     def _show_job(self, job_id: str) -> None:
-        handle = self.pool.job(job_id)
-        if handle is None and self._find_job is not None:
-            handle = self._find_job(job_id)
-        if handle is not None:
-            started = handle.started_at
-            running = handle.state is JobState.RUNNING
-            self.push_screen(
-                JobDetailScreen(
-                    JobDetail(
-                        job=handle.job,
-                        state=handle.state.value,
-                        attempts=handle.attempts,
-                        worker_id=handle.worker_id,
-                        error=handle.error,
-                        running_for=(
-                            self.clock.now() - started if running and started is not None else None
-                        ),
-                        output=handle.output or self.state.outputs.get(job_id),
-                        label=self.pool.describe(handle.job),
-                        result=Result(handle.result())
-                        if handle.state is JobState.SUCCEEDED
-                        else None,
-                    )
-                )
+        self._spawn(self._show_job_detail(job_id))
+
+    async def _show_job_detail(self, job_id: str) -> None:
+        try:
+            view = await self.source.job(job_id)
+        except SourceError as exc:
+            self.notify(plain(str(exc), limit=500), severity="warning", markup=False)
+            return
+        if view is None:
+            self.notify(
+                plain(
+                    f"{job_id} has ended; details are kept for live and failed jobs only",
+                    limit=300,
+                ),
+                markup=False,
             )
             return
-        for letter in reversed(self.pool.dead_letters()):
-            if letter.job.id == job_id:
-                self.push_screen(
-                    JobDetailScreen(
-                        JobDetail.of_letter(
-                            letter,
-                            self.state.outputs.get(job_id),
-                            self.pool.describe(letter.job),
-                        )
-                    )
+        running = view.state == "running" and view.started_at is not None
+        self.push_screen(
+            JobDetailScreen(
+                JobDetail(
+                    job=view.job,
+                    state=view.state,
+                    attempts=view.attempts,
+                    worker_id=view.worker_id,
+                    error=view.error,
+                    running_for=(
+                        self.clock.now() - view.started_at
+                        if running and view.started_at is not None
+                        else None
+                    ),
+                    output=view.output or self.state.outputs.get(job_id),
+                    label=self.source.describe(view.job),
+                    result=Result(view.result) if view.has_result else None,
                 )
-                return
-        self.notify(
-            plain(f"{job_id} has ended; details are kept for live and failed jobs only", limit=300),
-            markup=False,
+            )
         )
+
+    # --- a replay's playback -------------------------------------------------------------
+
+    def _replay(self) -> ReplaySource | None:
+        source = self.source
+        return source if isinstance(source, ReplaySource) else None
+
+    def action_play_pause(self) -> None:
+        """Pause the replay, or play it on."""
+        if (replay := self._replay()) is not None:
+            replay.toggle_pause()
+            self.refresh_now()
+
+    def action_faster(self) -> None:
+        """Play the replay faster."""
+        if (replay := self._replay()) is not None:
+            replay.faster()
+            self.refresh_now()
+
+    def action_slower(self) -> None:
+        """Play the replay slower."""
+        if (replay := self._replay()) is not None:
+            replay.slower()
+            self.refresh_now()
+
+    def action_step(self) -> None:
+        """Play one more event of the replay (and pause)."""
+        if (replay := self._replay()) is not None:
+            replay.step()
+            self.refresh_now()
+
+    def action_jump(self) -> None:
+        """Ask for a moment of the recording, and show it as it stood then."""
+        if (replay := self._replay()) is not None:
+            start, now, end = replay.position
+            self.push_screen(JumpScreen(now=now - start, length=end - start), self._jumped)
+
+    def _jumped(self, seconds: float | None) -> None:
+        if seconds is not None and (replay := self._replay()) is not None:
+            replay.seek(replay.position[0] + seconds)
+            self.refresh_now()
+
+    def action_next_mark(self) -> None:
+        """Jump to the next shutdown or failure in the replay."""
+        if (replay := self._replay()) is not None:
+            found = replay.next_mark()
+            self.notify(
+                plain(f"at {found}" if found else "no shutdown or failure after here"),
+                markup=False,
+            )
+            self.refresh_now()
 
     # --- shutting down and quitting ---------------------------------------------------
 
     def _shutting_down(self) -> bool:
-        return self._stop_task is not None or self.pool.phase.is_shutting_down
+        return (
+            self._stop_requested or self._stop_task is not None or self.state.phase.is_shutting_down
+        )
 
     def _follow_shutdown(self) -> None:
-        """Wait for the report of a shutdown that began without us (supervision gave up)."""
+        """Wait for the end of a shutdown (begun here, or without us: supervision)."""
         if self._stop_task is None:
-            self._stop_task = self._spawn(self.pool.wait_stopped())
+            self._stop_task = self._spawn(self.source.wait_stopped())
             self._stop_task.add_done_callback(self._stopped)
 
     def escalate(self) -> None:
         """Skip the running shutdown to its next phase (a second ``s``, ``q`` or signal)."""
         self._follow_shutdown()
-        self._spawn(self.pool.shutdown())
+        self._act(self.source.shutdown(None, True, self.cancel_grace))
 
     def action_escalate(self) -> None:
         """Skip the shutdown to its next phase: cancel what runs, then abandon it."""
@@ -732,7 +828,7 @@ class WpoolApp(App[int]):
         )
 
     def _cancel_grace(self) -> float:
-        return self.pool.cancel_grace if self.cancel_grace is None else self.cancel_grace
+        return self.source.cancel_grace if self.cancel_grace is None else self.cancel_grace
 
     def _confirmed(self, choice: ShutdownChoice | None) -> None:
         if choice is None:
@@ -748,21 +844,25 @@ class WpoolApp(App[int]):
         if self._shutting_down():
             self._follow_shutdown()
             return
-        self._stop_task = self._spawn(
-            self.pool.shutdown(
-                grace=self.grace if grace is None else grace,
-                drain=drain,
-                cancel_grace=self.cancel_grace,
-            )
-        )
-        self._stop_task.add_done_callback(self._stopped)
+        self._stop_requested = True
+        self._spawn(self._begin(self.grace if grace is None else grace, drain))
+
+    async def _begin(self, grace: float, drain: bool) -> None:
+        try:
+            await self.source.shutdown(grace, drain, self.cancel_grace)
+        except (PoolError, SourceError, ValueError, TypeError) as exc:
+            self._stop_requested = False
+            self.notify(plain(str(exc), limit=500), severity="warning", markup=False)
+            return
+        self._follow_shutdown()  # begun: its end can be waited for
         self.refresh_now()
 
     def interrupt(self, what: str) -> None:
         """A signal or ctrl+c: the first begins the graceful shutdown and quits when it
-        ends (read-only too: the operator is never stuck); each one after escalates."""
+        ends (read-only too: the operator is never stuck); each one after escalates.
+        Attached to a service, or replaying, it only leaves."""
         self._exit_when_stopped = True
-        if self.report is not None:
+        if self.stopped or not self._owns_pool():
             self.exit(self.exit_status())
             return
         self._interrupts += 1
@@ -785,7 +885,7 @@ class WpoolApp(App[int]):
         """ctrl+c: as SIGINT to the headless run."""
         self.interrupt("ctrl+c")
 
-    def _stopped(self, task: asyncio.Task[ShutdownReport]) -> None:
+    def _stopped(self, task: asyncio.Task[ShutdownReport | None]) -> None:
         if task.cancelled():
             return
         exc = task.exception()
@@ -797,13 +897,17 @@ class WpoolApp(App[int]):
             )
             return
         self.report = task.result()
+        self.stopped = True
         self.refresh_now()
         self.refresh_bindings()
         if self._exit_when_stopped:
             self.exit(self.exit_status())
 
     def exit_status(self) -> int:
-        """0 when every job succeeded or was cleanly drained, 1 otherwise."""
+        """0 when every job succeeded or was cleanly drained, 1 otherwise; leaving a
+        pool that is not ours (attached, replayed) is 0."""
+        if not self._owns_pool():
+            return 0
         s = self.state
         report = self.report
         # Before any shutdown (a quit that did not wait), clean only if nothing was left.
@@ -813,8 +917,9 @@ class WpoolApp(App[int]):
 
     def action_quit_app(self) -> None:
         """Quit. While the pool runs, offer the graceful shutdown first (enter takes it);
-        during a shutdown, quit when it ends, and a second q skips it ahead."""
-        if self.report is not None:
+        during a shutdown, quit when it ends, and a second q skips it ahead. Attached
+        to a service, or replaying, quit only leaves (the service's pool goes on)."""
+        if self.stopped or not self._owns_pool():
             self.exit(self.exit_status())
             return
         if self._shutting_down():
@@ -857,19 +962,15 @@ class WpoolApp(App[int]):
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
             line = _HELP.get(binding.action)
-            if line is None or not self._available_in_mode(binding.action):
+            if line is None or not self._available_here(binding.action):
                 continue
             if self.read_only:
                 line = _READ_ONLY_HELP.get(binding.action, line)
+            if not self._owns_pool():
+                line = _VISITOR_HELP.get(binding.action, line)
             lines.append(HelpLine(binding.key_display or binding.key, *line))
         title = "wpool-tui (read-only: watching, no control)" if self.read_only else "wpool-tui"
         self.push_screen(HelpScreen(lines, title=title))
-
-    def _available_in_mode(self, action: str) -> bool:
-        """Whether ``action`` works at all in this mode (read-only, a batch run)."""
-        if self.read_only and action in self._CONTROLS:
-            return False
-        return not (action == "add_jobs" and self.make_job is None)
 
     async def on_unmount(self) -> None:
         if self._handle_signals:
@@ -879,6 +980,13 @@ class WpoolApp(App[int]):
         for task in list(self._tasks):
             if task is not self._stop_task:
                 task.cancel()
+        await self.source.close()
+
+
+class _Now(Protocol):
+    """Where the dashboard's time comes from: the source, or a test's clock."""
+
+    def now(self) -> float: ...
 
 
 class _News(enum.Enum):
@@ -914,6 +1022,12 @@ _PALETTE_HELP = {
     "escalate": "Skip the shutdown to its next phase",
     "quit_app": "Quit (offers a graceful shutdown)",
     "help": "Show the keys",
+    "play_pause": "Pause the replay, or play it on",
+    "slower": "Play the replay slower",
+    "faster": "Play the replay faster",
+    "step": "Play one more event",
+    "jump": "Jump to a moment of the recording",
+    "next_mark": "Jump to the next shutdown or failure",
 }
 
 _HELP: dict[str, tuple[str, str]] = {
@@ -931,9 +1045,21 @@ _HELP: dict[str, tuple[str, str]] = {
     "log": ("the log: up or home holds it, end or G follows the newest", ""),
     "details": ("details of the selected worker's job or log row", ""),
     "interrupt": ("graceful shutdown, then quit; again: skip ahead", ""),
+    "play_pause": ("pause the replay, or play it on", ""),
+    "slower": ("play slower", ""),
+    "faster": ("play faster", ""),
+    "step": ("one more event (and pause)", ""),
+    "jump": ("jump to a moment of the recording (asks which)", ""),
+    "next_mark": ("jump to the next shutdown or failure", ""),
 }
 """The help's line for each key (one line a key: p pauses and resumes, s shuts
 down and escalates), and when it applies if not always."""
+
+_VISITOR_HELP: dict[str, tuple[str, str]] = {
+    "quit_app": ("leave: detach from the service, whose pool goes on", ""),
+    "interrupt": ("leave at once (the service's pool goes on)", ""),
+}
+"""The lines that differ when the pool is not this program's (attached, replayed)."""
 
 _READ_ONLY_HELP: dict[str, tuple[str, str]] = {
     "quit_app": ("shut down gracefully, then quit; again: skip ahead", ""),

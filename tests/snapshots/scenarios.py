@@ -193,7 +193,7 @@ async def crashed(stage: Stage) -> None:
 async def shrinking(stage: Stage) -> None:
     """The pool is shrinking: busy workers retire after their job."""
     await busy(stage)
-    await stage.app.pool.resize(2)
+    await stage.pool.resize(2)
     await stage.advance(0.5)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -24,6 +25,8 @@ __all__ = (
     "FormDialog",
     "HelpLine",
     "HelpScreen",
+    "JobsToAdd",
+    "JumpScreen",
     "QuitScreen",
     "ResizeScreen",
     "ShutdownChoice",
@@ -93,6 +96,10 @@ class FormDialog(Dialog[_T | None], Generic[_T]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        self._field_submitted(event.input)
+
+    def _field_submitted(self, field: Input) -> None:
+        """Enter in a field: accept (a dialog of several fields may move on instead)."""
         self._accept()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -118,15 +125,13 @@ class _NumberDialog(FormDialog[int]):
         super().__init__()
         self._title = title
         self._prompt = prompt
-        self._default = default
-        self._low = low
-        self._high = high
+        self._count = _Count(default=default, low=low, high=high)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self._title, classes="dialog-title")
             yield Label(self._prompt)
-            yield TypedInput(str(self._default), id="number", select_on_focus=True)
+            yield TypedInput(str(self._count.default), id="number", select_on_focus=True)
             yield Label("", id="error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK", variant="primary", id="ok")
@@ -136,25 +141,77 @@ class _NumberDialog(FormDialog[int]):
         _focus_input(self.query_one("#number", Input))
 
     def _value(self) -> int | None:
-        raw = self.query_one("#number", Input).value.strip()
+        return self._count.read(self.query_one("#number", Input).value, self._refuse)
+
+
+@dataclass(frozen=True, slots=True)
+class JobsToAdd:
+    """What the add dialog asked for: how many jobs, and (for a service) their payload."""
+
+    count: int
+    payload: str | None = None
+
+
+class AddJobsScreen(FormDialog[JobsToAdd]):
+    """How many jobs to add; for a pool in another process, their payload too
+    (its meaning is that service's: the text is sent as it is)."""
+
+    def __init__(
+        self, *, default: int = 10, high: int = 10_000, with_payload: bool = False
+    ) -> None:
+        super().__init__()
+        self._count = _Count(default=default, low=1, high=high)
+        self._with_payload = with_payload
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Add jobs", classes="dialog-title")
+            yield Label("How many jobs?")
+            yield TypedInput(str(self._count.default), id="number", select_on_focus=True)
+            if self._with_payload:
+                yield Label("Payload of each (text, as the service takes it):")
+                yield TypedInput("", id="payload")
+            yield Label("", id="error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        _focus_input(self.query_one("#number", Input))
+
+    def _field_submitted(self, field: Input) -> None:
+        if field.id == "number" and self._with_payload:
+            self.query_one("#payload", Input).focus()  # enter moves on to the payload
+            return
+        self._accept()
+
+    def _value(self) -> JobsToAdd | None:
+        count = self._count.read(self.query_one("#number", Input).value, self._refuse)
+        if count is None:
+            return None
+        payload = self.query_one("#payload", Input).value if self._with_payload else None
+        return JobsToAdd(count, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class _Count:
+    """A whole number in a range, read from what was typed."""
+
+    default: int
+    low: int
+    high: int
+
+    def read(self, typed: str, refuse: Callable[[str], None]) -> int | None:
+        raw = typed.strip()
         try:
             value = int(raw)
         except ValueError:
-            self._refuse(f"enter a whole number from {self._low} to {self._high}, not {raw!r}")
+            refuse(f"enter a whole number from {self.low} to {self.high}, not {raw!r}")
             return None
-        if not self._low <= value <= self._high:
-            self._refuse(f"must be from {self._low} to {self._high}, got {value}")
+        if not self.low <= value <= self.high:
+            refuse(f"must be from {self.low} to {self.high}, got {value}")
             return None
         return value
-
-
-class AddJobsScreen(_NumberDialog):
-    """How many demo jobs to add."""
-
-    def __init__(self, *, default: int = 10, high: int = 10_000) -> None:
-        super().__init__(
-            title="Add jobs", prompt="How many jobs?", default=default, low=1, high=high
-        )
 
 
 class ResizeScreen(_NumberDialog):
@@ -216,6 +273,40 @@ class ConfirmShutdownScreen(FormDialog[ShutdownChoice]):
             self._refuse(f"grace must be from 0 to 3600 seconds, got {raw}")
             return None
         return ShutdownChoice(grace=grace, drain=self.query_one("#drain", Checkbox).value)
+
+
+class JumpScreen(FormDialog[float]):
+    """Where in a recording to go: seconds from its start."""
+
+    def __init__(self, *, now: float, length: float) -> None:
+        super().__init__()
+        self._now = now
+        self._length = length
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Jump to", classes="dialog-title")
+            yield Label(f"Seconds from the start of the recording (0 to {self._length:.1f}):")
+            yield TypedInput(f"{self._now:.1f}", id="seconds", select_on_focus=True)
+            yield Label("", id="error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Jump", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        _focus_input(self.query_one("#seconds", Input))
+
+    def _value(self) -> float | None:
+        raw = self.query_one("#seconds", Input).value.strip()
+        try:
+            seconds = float(raw)
+        except ValueError:
+            self._refuse(f"enter a number of seconds, not {raw!r}")
+            return None
+        if not 0 <= seconds <= self._length:
+            self._refuse(f"must be from 0 to {self._length:.1f}, got {raw}")
+            return None
+        return seconds
 
 
 class QuitScreen(Dialog[str | None]):
