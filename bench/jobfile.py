@@ -1,10 +1,10 @@
 """Memory of ``wpool-tui run`` on a job file of a million lines: it must stay flat.
 
 The program reads a job file as the queue has room (never all at once). The
-figure is the peak resident set of a real ``wpool-tui run --headless`` on
-a file of ``jobfile_lines`` JSON lines (each job a no-op coroutine), less
-that of the same run on a file a thousandth of the size: what the file's
-length costs. Its events go to ``/dev/null``.
+figure is the peak resident set (``VmHWM``) of a real ``wpool-tui run
+--headless`` on a file of ``jobfile_lines`` JSON lines (each job a no-op
+coroutine), less that of the same run on a file a thousandth of the size:
+what the file's length costs. Its events go to ``/dev/null``.
 """
 
 from __future__ import annotations
@@ -36,21 +36,37 @@ def peak_rss_mb(lines: int, folder: str) -> tuple[float, float, int]:
     with open(path, "w", encoding="utf-8") as file:
         for n in range(lines):
             file.write(f'{{"id": "job-{n}", "payload": "{n}"}}\n')
-    command = [sys.executable, "-m", "tui", "run", "--headless", "--handler", "bench.jobfile:noop"]
+    command = [sys.executable, "-c", _PEAK, "run", "--headless", "--handler", "bench.jobfile:noop"]
     command += ["--jobs", path, "--unfinished", os.path.join(folder, "left.jsonl")]
     began = time.perf_counter()
     with open(os.devnull, "w") as null:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=null, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            stdout=null,
+            capture_output=False,
+            check=False,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     seconds = time.perf_counter() - began
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"wpool-tui run exited {proc.returncode}: {err}")
-    # ru_maxrss is in kilobytes on Linux.
-    return usage.ru_maxrss / 1e3, seconds, os.path.getsize(path)
+    last = done.stderr.rstrip().rpartition("\n")[2]
+    if done.returncode != 0 or not last.startswith("VmHWM:"):
+        raise RuntimeError(f"wpool-tui run exited {done.returncode}: {done.stderr}")
+    return int(last.split()[1]) / 1e3, seconds, os.path.getsize(path)
+
+
+# The program's own peak, as it ends: VmHWM is its address space's, begun at
+# exec (a child's ru_maxrss would count the benchmark's own memory, from
+# before the exec).
+_PEAK = """
+import sys
+from tui.cli import main
+status = main(sys.argv[1:])
+with open("/proc/self/status") as status_file:
+    print(next(line for line in status_file if line.startswith("VmHWM:")).strip(), file=sys.stderr)
+sys.exit(status)
+"""
 
 
 async def run(sizes: Sizes) -> list[Line]:
