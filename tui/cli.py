@@ -597,7 +597,7 @@ def _dashboard(
         # signal would kill.
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, app.on_terminate)
+            loop.add_signal_handler(signum, app.interrupt, signal.Signals(signum).name)
         await app.run_async()
 
     run_loop(run_app())
