@@ -207,7 +207,7 @@ class WpoolApp(App[int]):
         find_job: Callable[[str], JobHandle | None] | None = None,
         resubmit: Callable[[str], Awaitable[JobHandle]] | None = None,
         freeze_gc: bool = False,
-        recorder: Callable[[Source], Recorder] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         """The dashboard of ``source`` (a :class:`~pool.Pool` is read as a
         :class:`~tui.sources.local.LocalSource`); started on mount.
@@ -220,8 +220,8 @@ class WpoolApp(App[int]):
         size) adds overall progress and an ETA, ``find_job`` finds the
         handle of any job of the batch, ended ones included, and
         ``resubmit`` runs a failed job again in its stead (the batch's
-        account). ``recorder`` makes the recorder of what the dashboard
-        reads (``--record``). ``freeze_gc`` is for a program whose main UI
+        account). ``recorder`` records what the dashboard reads
+        (``--record``). ``freeze_gc`` is for a program whose main UI
         this is: once mounted, what exists is frozen out of the garbage
         collector's full scans (``gc.freeze``).
         """
@@ -237,9 +237,8 @@ class WpoolApp(App[int]):
         self.read_only = read_only
         self._grace = grace
         self.cancel_grace = cancel_grace
-        self._recorder_factory = recorder
-        self.recorder: Recorder | None = None
-        """What records the dashboard's events (``--record``), once mounted."""
+        self.recorder = recorder
+        """What records the dashboard's events (``--record``), if anything does."""
         self._on_started = on_started
         self._theme_name = theme
         self.state = DashboardState(total=total_jobs)
@@ -291,8 +290,13 @@ class WpoolApp(App[int]):
         await source.start()
         self._show_title()
         feed = source.events(maxsize=EVENT_BUFFER)
-        if self._recorder_factory is not None:
-            self.recorder = self._recorder_factory(source)
+        if self.recorder is not None:
+            self.recorder.begin(
+                title=source.title,
+                snapshot=source.snapshot(),
+                take_snapshot=source.snapshot,
+                wall_offset=time.time() - source.now(),
+            )
             feed = RecordingFeed(feed, self.recorder)
         self._sub = feed
         self.state = DashboardState.from_snapshot(source.snapshot())

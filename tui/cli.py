@@ -25,6 +25,8 @@ from .demo import DemoSettings, DemoWorkload
 from .jobfile import JobFileError, JobReader, beside, remove_stale_temporaries, save_jobs
 from .resume import Resume, ResumeError
 from .runloop import hold_signals, run_loop
+from .sources import SourceError
+from .sources.recording import Recorder, Recording, RecordingError
 
 __all__ = ("main", "parse_args", "run_main")
 
@@ -84,6 +86,7 @@ def _dashboard_flags(parser: argparse.ArgumentParser, *, job_timeout: float | No
         help="seconds a cancelled job has before it is abandoned (default 2)",
     )
     add("--read-only", action="store_true", help="watch only: no controls")
+    _record_flag(parser)
     add(
         "--headless",
         action="store_true",
@@ -99,14 +102,34 @@ def _dashboard_flags(parser: argparse.ArgumentParser, *, job_timeout: float | No
     )
 
 
+def _record_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write the event stream to FILE as it comes (JSON lines), to replay it "
+        "later with wpool-tui replay FILE",
+    )
+
+
+def _theme_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--theme",
+        choices=THEMES,
+        default="textual-dark",
+        metavar="THEME",
+        help=f"colour theme: {', '.join(THEMES)} (default textual-dark)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The demo's flags (``wpool-tui`` with no subcommand)."""
     parser = _Parser(
         prog="wpool-tui",
         description="A live dashboard of a supervised worker pool, on a built-in demo "
         "workload. Keys: a add jobs, +/- grow/shrink, r resize, p pause, s graceful "
-        "shutdown, q quit, ? help. To run your own commands or Python jobs: "
-        "wpool-tui run --help.",
+        "shutdown, q quit, ? help. Other commands: wpool-tui run (your own commands or "
+        "Python jobs), attach (the pool of a running service), ls (the pools to attach "
+        "to), replay (a recording); each has --help.",
     )
     _dashboard_flags(parser, job_timeout=5.0)
     add = parser.add_argument
@@ -225,10 +248,11 @@ def summary(report: ShutdownReport | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``wpool-tui`` (the demo) or ``wpool-tui run``; returns the exit status."""
+    """Run ``wpool-tui`` (the demo) or one of its commands; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["run"]:
-        return run_main(args_list[1:])
+    command = _COMMANDS.get(args_list[0]) if args_list else None
+    if command is not None:
+        return command(args_list[1:])
     return demo_main(args_list)
 
 
@@ -260,10 +284,16 @@ def demo_main(argv: Sequence[str]) -> int:
         await demo.feed(pool)
 
     try:
+        recorder = _open_recorder(args)
+    except UsageError as exc:
+        print(f"wpool-tui: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.headless:
-            report: ShutdownReport | None = _headless(pool, feed, args)
+            report: ShutdownReport | None = _headless(pool, feed, args, record=recorder)
             status = 0 if report is None or report.clean else 1
             print(summary(report), file=sys.stderr)
+            _recording_note(recorder, sys.stderr)
             return status
         from .app import create_app  # Textual loads only once the flags are good
 
@@ -278,12 +308,51 @@ def demo_main(argv: Sequence[str]) -> int:
             on_started=feed,
             handle_signals=True,
             freeze_gc=True,
+            recorder=recorder,
         )
         code = run_loop(app.run_async())
         print(summary(app.report))
+        _recording_note(recorder, sys.stdout)
         return 1 if code is None else code
     finally:
         demo.release()  # hung demo jobs return, so their threads end
+        if recorder is not None:
+            recorder.close()
+
+
+def _open_recorder(args: argparse.Namespace) -> Recorder | None:
+    """The recorder ``--record`` asks for, its file opened now so that a bad path
+    stops everything before it starts.
+
+    Raises:
+        UsageError: The file cannot be written.
+    """
+    path = getattr(args, "record", None)
+    if path is None:
+        return None
+    if os.path.isdir(path):
+        raise UsageError(f"--record {path}: is a folder; give a file")
+    try:
+        return Recorder(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write --record {path}: {exc.strerror}") from None
+
+
+def _recording_note(recorder: Recorder | None, out: IO[str]) -> None:
+    if recorder is None:
+        return
+    recorder.close()
+    if recorder.error is not None:
+        print(
+            f"wpool-tui: the recording {recorder.path} stopped early: {recorder.error.strerror}",
+            file=out,
+        )
+    else:
+        print(
+            f"wpool-tui: recorded to {recorder.path}; replay it with: "
+            f"{shlex.join(['wpool-tui', 'replay', recorder.path])}",
+            file=out,
+        )
 
 
 def _headless(
@@ -291,6 +360,7 @@ def _headless(
     work: Callable[[], Coroutine[Any, Any, None]],
     args: argparse.Namespace,
     extra: Callable[[PoolEvent], dict[str, object] | None] | None = None,
+    record: Recorder | None = None,
 ) -> ShutdownReport:
     from .headless import run_headless
 
@@ -303,6 +373,7 @@ def _headless(
             grace=args.grace,
             cancel_grace=args.cancel_grace,
             extra=extra,
+            record=record,
         )
     )
 
@@ -433,6 +504,7 @@ def _run_jobs(
     if args.jobs == "-" and not args.headless:
         _take_terminal()
     joblog, results = _open_outputs(args, paths)
+    recorder = _open_recorder(args)
     pool = Pool(
         handler,
         workers=args.workers,
@@ -467,9 +539,9 @@ def _run_jobs(
     notes: list[str] = []
     try:
         if args.headless:
-            report = _headless(pool, batch.feed, args, extra=_result_field(batch))
+            report = _headless(pool, batch.feed, args, extra=_result_field(batch), record=recorder)
         else:
-            report = _dashboard(pool, batch, args, paths, joblog)
+            report = _dashboard(pool, batch, args, paths, joblog, recorder)
     finally:
         # From here to the exit no signal stops the program (run_loop held
         # them already, unless the loop never ran), and the jobs are saved
@@ -492,6 +564,10 @@ def _run_jobs(
                 notes.append(f"{name} stopped early: {error.strerror or error}")
     if unguarded is not None:
         notes.append(f"a process a job started may outlive it: {unguarded}")
+    if recorder is not None:
+        recorder.close()
+        if recorder.error is not None:
+            notes.append(f"the recording {recorder.path} stopped early: {recorder.error.strerror}")
     if batch.input_error is not None:
         notes.insert(0, f"stopped reading the jobs: {batch.input_error}")
     if not saved:
@@ -566,7 +642,12 @@ def _result_field(batch: Batch) -> Callable[[PoolEvent], dict[str, object] | Non
 
 
 def _dashboard(
-    pool: Pool, batch: Batch, args: argparse.Namespace, paths: _Paths, joblog: IO[str] | None
+    pool: Pool,
+    batch: Batch,
+    args: argparse.Namespace,
+    paths: _Paths,
+    joblog: IO[str] | None,
+    recorder: Recorder | None,
 ) -> ShutdownReport | None:
     from .app import create_app
 
@@ -589,6 +670,7 @@ def _dashboard(
         total_jobs=batch.total,
         find_job=batch.handle,
         resubmit=batch.resubmit,
+        recorder=recorder,
     )
 
     async def run_app() -> None:
@@ -794,6 +876,155 @@ def _take_terminal() -> None:
     # The jobs' reader has its own descriptor for what came on standard input.
     os.dup2(tty, 0)
     os.close(tty)
+
+
+# --- attach, ls, replay -------------------------------------------------------------------
+
+
+def build_attach_parser() -> argparse.ArgumentParser:
+    """The flags of ``wpool-tui attach``."""
+    parser = _Parser(
+        prog="wpool-tui attach",
+        description="The dashboard of a pool in another process: a service that serves "
+        "its pool (Pool.serve). q detaches and leaves the service running; s asks its "
+        "pool to shut down gracefully. With no NAME, the only pool served here.",
+    )
+    add = parser.add_argument
+    add("target", nargs="?", metavar="NAME|PATH", help="the pool's name, or its socket's path")
+    add("--tcp", metavar="HOST:PORT", help="a service's TCP listener (loopback only)")
+    add("--token-file", metavar="FILE", help="with --tcp: the file the service wrote its token to")
+    add(
+        "--read-only",
+        action="store_true",
+        help="watch only: the service refuses every control from this connection",
+    )
+    _record_flag(parser)
+    _theme_flag(parser)
+    return parser
+
+
+def attach_main(argv: Sequence[str]) -> int:
+    """``wpool-tui attach``: connect, then the dashboard; status 2 when nothing answers."""
+    args = build_attach_parser().parse_args(argv)
+    from .sources.attached import AttachedSource
+
+    if args.tcp is not None and args.target is not None:
+        print("wpool-tui attach: error: give NAME|PATH or --tcp, not both", file=sys.stderr)
+        return 2
+    try:
+        source = AttachedSource.from_target(
+            args.target, tcp=args.tcp, token_file=args.token_file, read_only=args.read_only
+        )
+        recorder = _open_recorder(args)
+    except (SourceError, UsageError) as exc:
+        print(f"wpool-tui attach: error: {exc}", file=sys.stderr)
+        return 2
+    from .app import create_app
+
+    app = create_app(
+        source, theme=args.theme, read_only=args.read_only, freeze_gc=True, recorder=recorder
+    )
+
+    async def attach_and_run() -> str | None:
+        try:
+            await source.start()
+        except SourceError as exc:
+            return str(exc)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, app.interrupt, signal.Signals(signum).name)
+        await app.run_async()
+        return None
+
+    failed = run_loop(attach_and_run())
+    if failed is not None:
+        print(f"wpool-tui attach: error: {failed}", file=sys.stderr)
+        return 2
+    _recording_note(recorder, sys.stdout)
+    print(f"wpool-tui: detached from {source.title}")
+    return 0
+
+
+def ls_main(argv: Sequence[str]) -> int:
+    """``wpool-tui ls``: the pools this user can attach to on this machine."""
+    parser = _Parser(
+        prog="wpool-tui ls",
+        description="List the pools served on this machine for this user (their control "
+        "sockets), asking each how it is. Nothing is removed: a socket no service "
+        "answers on is shown as such.",
+    )
+    parser.parse_args(argv)
+    from .sources.attached import discover, socket_dir
+
+    found = run_loop(discover())
+    if not found:
+        print(f"no pool is served here (looked in {socket_dir()})")
+        return 0
+    rows = [("NAME", "PID", "PHASE", "WORKERS", "QUEUE", "UPTIME", "SOCKET")]
+    for pool in found:
+        if pool.live:
+            uptime = "-" if pool.uptime is None else f"{pool.uptime:.0f}s"
+            rows.append(
+                (
+                    pool.name,
+                    str(pool.pid or "-"),
+                    pool.phase,
+                    pool.workers,
+                    pool.queue,
+                    uptime,
+                    str(pool.socket),
+                )
+            )
+        else:
+            rows.append((pool.name, str(pool.pid or "-"), pool.note, "", "", "", str(pool.socket)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def replay_main(argv: Sequence[str]) -> int:
+    """``wpool-tui replay FILE``: a recording in the dashboard, read-only."""
+    parser = _Parser(
+        prog="wpool-tui replay",
+        description="Replay a recording (--record) in the dashboard, as it looked. Keys: "
+        "space pause/play, < > slower/faster, . one event, j jump to a time, n the next "
+        "shutdown or failure, q quit.",
+    )
+    add = parser.add_argument
+    add("file", metavar="FILE", help="a recording written by --record")
+    add("--speed", type=_number(float, 0.25, 32), default=1.0, help="playback speed (default 1)")
+    add("--paused", action="store_true", help="start paused, at the beginning")
+    _theme_flag(parser)
+    args = parser.parse_args(argv)
+    try:
+        recording = Recording.read(args.file)
+    except RecordingError as exc:
+        print(f"wpool-tui replay: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"wpool-tui replay: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    from .app import create_app
+    from .sources.recording import ReplaySource
+
+    source = ReplaySource(recording)
+    source.speed = args.speed
+    source.paused = args.paused
+    app = create_app(source, theme=args.theme, read_only=True, freeze_gc=True)
+    run_loop(app.run_async())
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "run": run_main,
+    "attach": attach_main,
+    "ls": ls_main,
+    "replay": replay_main,
+}
+"""The commands beside the demo: ``wpool-tui <command> ...``."""
 
 
 def run() -> NoReturn:

@@ -19,6 +19,8 @@ from typing import IO, Any, Final
 from pool import Pool, ShutdownReport, Subscription
 from pool import events as ev
 
+from .sources.recording import Recorder
+
 __all__ = ("run_headless",)
 
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -33,19 +35,28 @@ async def run_headless(
     grace: float,
     cancel_grace: float,
     extra: Callable[[ev.PoolEvent], dict[str, object] | None] | None = None,
+    record: Recorder | None = None,
 ) -> ShutdownReport:
     """Start ``pool``, run ``work`` beside it and print its events until it stops.
 
     ``work`` feeds the pool and may shut it down itself (a batch does, once
     its jobs have ended); otherwise only a signal ends the run. Each line
     has the event's wall-clock time (``wall``) beside the pool clock's
-    (``at``), and whatever ``extra`` adds to it (a job's result).
+    (``at``), and whatever ``extra`` adds to it (a job's result). ``record``
+    writes every event to a recording as well (``--record``).
 
     The signal handlers stay on the loop until it is closed: whoever runs
     the loop decides what a signal does after (see :func:`tui.runloop.run_loop`).
     """
     events = pool.events(maxsize=100_000)
     wall_offset = time.time() - pool.clock.now()
+    if record is not None:
+        record.begin(
+            title=pool.name,
+            snapshot=pool.snapshot(),
+            take_snapshot=pool.snapshot,
+            wall_offset=wall_offset,
+        )
     loop = asyncio.get_running_loop()
     signals = 0
     shutdown: asyncio.Task[ShutdownReport] | None = None
@@ -71,7 +82,7 @@ async def run_headless(
     try:
         await pool.start()
         feeder = loop.create_task(work())
-        await _print_events(events, out, err, wall_offset, extra)
+        await _print_events(events, out, err, wall_offset, extra, record)
         report = await pool.wait_stopped()
         await feeder
         if shutdown is not None:
@@ -82,6 +93,8 @@ async def run_headless(
             feeder.cancel()
             await asyncio.wait({feeder})
         events.close()
+        if record is not None:
+            record.close()
 
 
 async def _print_events(
@@ -90,11 +103,14 @@ async def _print_events(
     err: IO[str],
     wall_offset: float,
     extra: Callable[[ev.PoolEvent], dict[str, object] | None] | None,
+    record: Recorder | None,
 ) -> None:
     last_second: int | None = None
     while True:
         more = await events.wait()
         batch = events.drain()
+        if record is not None:
+            record.record(batch)
         if out is not None:
             try:
                 out.writelines(f"{_line(event, wall_offset, extra)}\n" for event in batch)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual.pilot import Pilot
 
 from pool import Handler, Job, JobContext, ManualClock, Pool, RetryPolicy
+from pool import events as ev
 from pool.commands import ShellCommands
 from tui.app import WpoolApp, create_app
+from tui.sources.recording import Recorder, Recording, ReplaySource
 
 START = 1000.0
 
@@ -268,12 +273,11 @@ async def command_failed(stage: Stage) -> None:
     """A shell command failed: its exit code and the tail of its output are kept."""
     script = 'for i in $(seq 1 30); do echo "compiling module $i"; done; '
     script += "echo 'error: undefined symbol: render_frame' >&2; exit 2"
-    stage.pool.submit_nowait(Job(id="build-7", payload=script.encode()))
-    handle = await stage.pool.submit(Job(id="build-8", payload=b"echo ok"))
-    await handle  # a real process: wait for it on its handle, not the clock
-    failed = stage.pool.job("build-7")
-    if failed is not None:
-        await asyncio.gather(failed, return_exceptions=True)
+    # Real processes: each is waited for on its handle, not the clock, and
+    # one after the other, so that the log's order is always the same.
+    await (await stage.pool.submit(Job(id="build-8", payload=b"echo ok")))
+    failed = await stage.pool.submit(Job(id="build-7", payload=script.encode()))
+    await asyncio.gather(failed, return_exceptions=True)
     await stage.advance(0.5)
 
 
@@ -333,6 +337,68 @@ async def finished_batch(stage: Stage) -> None:
     await stage.settle()
 
 
+def recorded_shutdown(path: Path) -> None:
+    """Record a pool's life through a graceful shutdown into ``path``, on a manual clock."""
+
+    async def run() -> None:
+        scene = Scene()
+        clock = ManualClock(START)
+        pool = Pool(scene.handler, workers=3, clock=clock, cancel_grace=2.0, name="recorded")
+        sub = pool.events(maxsize=100_000)
+        recorder = Recorder(path)
+        recorder.begin(
+            title="recorded", snapshot=pool.snapshot(), take_snapshot=pool.snapshot, wall_offset=0.0
+        )
+        await pool.start()
+        for n in range(6):
+            pool.submit_nowait(Job(id=f"row-{n + 1:03d}", payload=b"fail:5" if n == 2 else b"hold"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await clock.advance(1.0)
+        scene.release()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        pool.submit_nowait(Job(id="long-1", payload=b"progress:0.4"))
+        pool.submit_nowait(Job(id="long-2", payload=b"stubborn"))
+        await clock.advance(0.5)
+        stopping = asyncio.ensure_future(pool.shutdown(grace=5.0, cancel_grace=2.0))
+        for _ in range(30):
+            await clock.advance(0.1)
+            recorder.record(sub.drain())
+        scene.release()
+        for _ in range(60):
+            await clock.advance(0.1)
+        await stopping
+        recorder.record(sub.drain())
+        recorder.close()
+
+    asyncio.run(run())
+
+
+def replay(steps: Callable[[ReplaySource], None]) -> Scenario:
+    """A recorded shutdown in the dashboard, paused where ``steps`` put it."""
+    folder = Path(tempfile.mkdtemp(prefix="wpool-snapshot-"))
+    path = folder / "recorded.jsonl"
+    recorded_shutdown(path)
+    source = ReplaySource(Recording.read(path), wall=lambda: 0.0)
+    source.paused = True
+    steps(source)
+    shutil.rmtree(folder)
+    app = create_app(source, theme="textual-dark", read_only=True, animate=False)
+
+    async def run_before(pilot: Pilot[int]) -> None:
+        await pilot.pause()
+        app.refresh_now()
+        await pilot.pause()
+
+    return Scenario(app=app, run_before=run_before, press=(), size=(120, 36))
+
+
+def _into_the_countdown(source: ReplaySource) -> None:
+    started = next(e for e in source.recording.events if isinstance(e, ev.ShutdownStarted))
+    source.seek(started.at + 2.0)
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "startup": lambda: build(idle),
     "busy": lambda: build(busy),
@@ -366,5 +432,6 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "read_only_stopping": lambda: build(read_only_stopping, read_only=True),
     "finished_batch": lambda: build(finished_batch, total_jobs=12),
     "small_terminal_stopping": lambda: build(draining, size=(80, 24)),
+    "replay_countdown": lambda: replay(_into_the_countdown),
 }
 """Every pictured state, by name."""

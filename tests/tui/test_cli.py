@@ -26,6 +26,7 @@ FLAGS = (
     "--seed",
     "--read-only",
     "--headless",
+    "--record",
     "--theme",
 )
 
@@ -45,6 +46,7 @@ def test_defaults() -> None:
         "seed": 1,
         "read_only": False,
         "headless": False,
+        "record": None,
         "theme": "textual-dark",
     }
 
@@ -64,6 +66,7 @@ def test_every_flag_is_parsed() -> None:
             "--seed=42",
             "--read-only",
             "--headless",
+            "--record=shutdown.wpool",
             "--theme=nord",
         ]
     )
@@ -80,6 +83,7 @@ def test_every_flag_is_parsed() -> None:
         "seed": 42,
         "read_only": True,
         "headless": True,
+        "record": "shutdown.wpool",
         "theme": "nord",
     }
     assert isinstance(args.workers, int)

@@ -242,6 +242,8 @@ class AttachedSource(Source):
         Raises:
             SourceError: Nothing answers there, or the service refuses us.
         """
+        if self._reader_task is not None:
+            return  # attached already (the command connects before the dashboard mounts)
         self._stopped = asyncio.get_running_loop().create_future()
         reader = await self._connect()
         self._reader_task = asyncio.ensure_future(self._run(reader))

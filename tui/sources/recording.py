@@ -58,35 +58,43 @@ class RecordingError(Exception):
 
 
 class Recorder:
-    """Writes what a dashboard reads to a recording, batch by batch.
+    """Writes what a dashboard (or a headless run) reads to a recording, batch by batch.
 
-    Args:
-        path: The file (created, or truncated).
-        title: What was recorded (the header names it).
-        snapshot: Where the pool stands as recording begins.
-        take_snapshot: A fresh snapshot, for the periodic ones and after a gap.
-        wall_offset: Wall-clock time minus the pool clock's, for each event's ``wall``.
+    The file is opened at once, so that a path that cannot be written is found
+    before anything starts; :meth:`begin` writes the header once the pool's
+    first snapshot is known.
 
     Raises:
         OSError: The file cannot be written.
     """
 
-    def __init__(
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        self._take_snapshot: Callable[[], PoolSnapshot] | None = None
+        self._wall_offset = 0.0
+        self._since_snapshot = 0
+        self.error: OSError | None = None
+        """Why the recording stopped early, if it did (a full disk...)."""
+
+    def begin(
         self,
-        path: str | os.PathLike[str],
         *,
         title: str,
         snapshot: PoolSnapshot,
         take_snapshot: Callable[[], PoolSnapshot],
-        wall_offset: float | None = None,
+        wall_offset: float,
     ) -> None:
-        self.path = os.fspath(path)
-        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        """Write the header: what is recorded, and where the pool stands as it begins.
+
+        Args:
+            title: What is recorded.
+            snapshot: The pool as recording begins (events after its ``seq`` follow).
+            take_snapshot: A fresh snapshot, for the periodic ones and after a gap.
+            wall_offset: Wall-clock time minus the pool clock's, for each event's ``wall``.
+        """
         self._take_snapshot = take_snapshot
-        self._wall_offset = time.time() - snapshot.at if wall_offset is None else wall_offset
-        self._since_snapshot = 0
-        self.error: OSError | None = None
-        """Why the recording stopped early, if it did (a full disk...)."""
+        self._wall_offset = wall_offset
         self._write(
             [
                 {
@@ -115,7 +123,9 @@ class Recorder:
 
     def _snapshot_line(self) -> dict[str, Any]:
         self._since_snapshot = 0
-        return {"type": "snapshot", "snapshot": snapshot_to_dict(self._take_snapshot())}
+        take = self._take_snapshot
+        assert take is not None, "begin() writes the header first"
+        return {"type": "snapshot", "snapshot": snapshot_to_dict(take())}
 
     def _write(self, lines: list[dict[str, Any]]) -> None:
         file = self._file
@@ -290,6 +300,7 @@ class ReplaySource(Source):
         self._time = recording.start  # the replay's pool-clock time
         self._next = 0  # index of the next event to deliver
         self._snapshot = recording.first
+        self._snapshot_index = 0  # the events before this one are in ``_snapshot``
         self._feeds: list[_ReplayFeed] = []
         self.paused = False
         self.speed = 1.0
@@ -323,6 +334,9 @@ class ReplaySource(Source):
 
     def events(self, maxsize: int) -> EventFeed:
         feed = _ReplayFeed()
+        # What has been played since the snapshot: a dashboard that starts now
+        # folds it onto the snapshot, and is where the replay is.
+        feed.buffer = self.recording.events[self._snapshot_index : self._next]
         self._feeds.append(feed)
         return feed
 
@@ -384,6 +398,7 @@ class ReplaySource(Source):
             if at_index <= target:
                 index, snapshot = at_index, candidate
         self._snapshot = snapshot
+        self._snapshot_index = index
         missed = ev.EventsDropped(seq=snapshot.seq, at=snapshot.at, missed=0)
         for feed in self._feeds:
             if not feed.closed:
