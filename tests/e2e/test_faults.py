@@ -125,7 +125,8 @@ class TestTheUnfinishedAreSaved:
         )
         with tmpfs(tmp_path / "disk", "8k") as disk:
             log = disk / "log.tsv"
-            run = start(runs, tmp_path, "--shell", "--jobs", str(jobs), "--joblog", str(log))
+            args = ["--shell", "--jobs", str(jobs), "--joblog", str(log), "--grace", "0"]
+            run = start(runs, tmp_path, *args)
             # Read the events meanwhile: a full pipe would hold the program.
             run.wait_until(lambda: "201" in run.started(), "job 201 started")
             status, err = stop_once_started(run, started)
@@ -160,7 +161,7 @@ class TestTheUnfinishedAreSaved:
         with tmpfs(tmp_path / "disk", "8k") as disk:
             left = disk / "left.jsonl"
             args = ["--shell", "--jobs", str(jobs), "--workers", "1", "--unfinished", str(left)]
-            run = start(runs, tmp_path, *args)
+            run = start(runs, tmp_path, *args, "--grace", "0")
             status, err = stop_once_started(run, started)
             assert (status, leftovers(disk), left.exists()) == (1, [], False), err
         printed = [json.loads(line)["id"] for line in err.splitlines() if line.startswith("{")]
@@ -224,14 +225,14 @@ class TestTheUnfinishedAreSaved:
         stale.write_text("half a line")
         started = fifo(tmp_path / "started")
         jobs = write(tmp_path / "cmds.txt", f"echo go > {started}; sleep 60")
-        run = start(runs, tmp_path, "--shell", "--jobs", str(jobs))
+        run = start(runs, tmp_path, "--shell", "--jobs", str(jobs), "--grace", "0")
         status, err = stop_once_started(run, started)
         assert status == 1
         assert earlier.read_text() == '{"id": "old", "payload": "true"}\n'
         assert saved(tmp_path / "wpool-unfinished-2.jsonl") == ["1"]
         assert (
             "wpool-tui: 1 unfinished job saved to wpool-unfinished-2.jsonl; run them again with: "
-            "wpool-tui run --jobs wpool-unfinished-2.jsonl --shell --headless\n"
+            "wpool-tui run --jobs wpool-unfinished-2.jsonl --shell --grace 0 --headless\n"
             "wpool-tui: wpool-unfinished.jsonl is from an earlier run: left as it was\n"
         ) in err
         assert not stale.exists()
