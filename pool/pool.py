@@ -1403,8 +1403,13 @@ class Pool:
         """The failed jobs kept, oldest first."""
         return tuple(self._dead)
 
-    async def resubmit(self, job_id: str) -> JobHandle:
+    async def resubmit(self, job_id: str, *, timeout: float | None = None) -> JobHandle:  # noqa: ASYNC109
         """Submit a dead letter's job again (its attempts start over) and remove it.
+
+        Args:
+            job_id: The dead letter's job id.
+            timeout: As :meth:`submit`'s: give up after this many seconds of
+                waiting for room (0: at once, as ``submit_nowait``).
 
         Raises:
             ValueError: No dead letter has that id.
@@ -1415,7 +1420,7 @@ class Pool:
                 break
         else:
             raise ValueError(f"no dead letter with id {job_id!r}")
-        handle = await self.submit(letter.job)
+        handle = await self.submit(letter.job, timeout=timeout)
         if letter in self._dead:
             self._dead.remove(letter)
         return handle
