@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -45,6 +46,8 @@ from tests.helpers import Script, release_all, settle
 GUARD = 20.0
 """Seconds a read may take before the test fails: a guard against hangs, never a timer."""
 
+ROOT = Path(__file__).resolve().parents[2]
+SERVICE = ROOT / "examples" / "service.py"
 LIMIT = 1 << 24  # a client's line limit: snapshots of big pools are long lines
 Message = dict[str, Any]
 
@@ -1316,3 +1319,137 @@ class TestManyClients:
                 client.messages[resynced + 1]["snapshot"]["seq"], client.messages[resynced + 2 :]
             )
             assert seq == pool.snapshot().seq
+
+
+# --- a real service in another process ----------------------------------------------
+
+
+class Service:
+    """``examples/service.py`` running in a child process."""
+
+    def __init__(self, process: asyncio.subprocess.Process, socket_path: Path, port: int) -> None:
+        self.process = process
+        self.socket = socket_path
+        self.port = port
+        """The TCP port it takes jobs on."""
+
+    @classmethod
+    async def start(cls, socket_path: Path, *args: str) -> Service:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(SERVICE),
+            "--socket",
+            str(socket_path),
+            "--port",
+            "0",
+            *args,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        port = 0
+        async with asyncio.timeout(GUARD):
+            while (line := (await process.stdout.readline()).decode()) != "ready\n":
+                assert line, "the service ended before it was ready"
+                if " jobs on " in line:
+                    port = int(line.split(" jobs on ", 1)[1].split(",")[0].rsplit(":", 1)[1])
+        return cls(process, socket_path, port)
+
+    async def send_jobs(self, *lines: str) -> list[str]:
+        """Send job lines to the service's TCP port; returns what it answers for each."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write("".join(f"{line}\n" for line in lines).encode())
+        writer.write_eof()
+        async with asyncio.timeout(GUARD):
+            answers = (await reader.read()).decode().splitlines()
+        writer.close()
+        return answers
+
+    async def wait(self) -> tuple[int, str]:
+        """Its exit status and what it printed after ``ready``."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(GUARD):
+            out = await self.process.stdout.read()
+            return await self.process.wait(), out.decode()
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@pytest_asyncio.fixture
+async def services() -> AsyncIterator[list[Service]]:
+    """Service processes started by a test; killed at its end if still running."""
+    started: list[Service] = []
+    yield started
+    for service in started:
+        await service.kill()
+
+
+async def attached(
+    world: World, services: list[Service], role: str, *args: str
+) -> tuple[Service, Client]:
+    """A service on ``svc.sock`` in the test's directory, and a client it has welcomed."""
+    service = await Service.start(world.dir / "svc.sock", "--word-time", "0.001", *args)
+    services.append(service)
+    client = await Client.unix(service.socket)
+    world.clients.append(client)
+    welcome, _ = await client.hello(role)
+    assert welcome["pool"]["pid"] == service.process.pid
+    return service, client
+
+
+class TestService:
+    async def test_killed_mid_stream_its_clients_see_the_end_and_its_socket_is_taken_over(
+        self, world: World, services: list[Service]
+    ) -> None:
+        service, client = await attached(world, services, "read", "--feed", "200")
+        path = service.socket
+        for _ in range(3):
+            await client.event("JobSucceeded")  # the stream flows
+        service.process.kill()
+        await client.rest()  # the end of the stream, not a hang
+        assert await service.process.wait() == -signal.SIGKILL
+        assert path.exists()  # left behind, stale: a new service takes it over
+        server = await world.serve(await world.pool(), path=path)
+        assert (await world.client(server)).messages[0]["pool"]["pid"] == os.getpid()
+
+    async def test_its_jobs_come_over_tcp_and_sigterm_stops_it_gracefully(
+        self, world: World, services: list[Service]
+    ) -> None:
+        service, client = await attached(world, services, "read")
+        other = await world.pool()
+        path = service.socket
+        with pytest.raises(PoolError, match=rf"^a live service already serves on {path}$"):
+            await other.serve(path)  # never stolen from a live service
+        answers = await service.send_jobs("hello brave world", "fail now")
+        assert sorted(answers) == [
+            "accepted job-1",
+            "accepted job-2",
+            "failed job-2 job 'job-2' failed: ValueError: asked to fail: 'fail now'",
+            "ok job-1 world brave hello",
+        ]
+        await client.event("JobProgressed", job_id="job-1", fraction=1.0, message="world")
+        service.process.send_signal(signal.SIGTERM)
+        rest = await client.rest()
+        assert rest[-1]["type"] == "PoolStopped"
+        status, out = await service.wait()
+        assert (status, out) == (
+            0,
+            "shutting down...\nstopped: 0 finished, 0 cancelled, 0 not started, 0 abandoned\n",
+        )
+        assert list(world.dir.iterdir()) == []
+
+    async def test_a_shutdown_over_the_socket_ends_the_service(
+        self, world: World, services: list[Service]
+    ) -> None:
+        service, client = await attached(world, services, "control")
+        answer = await client.call("submit", {"jobs": [{"id": "a", "payload": "one two"}]})
+        assert answer == result({"accepted": ["a"], "rejected": []})
+        assert await client.call("shutdown") == result({"begun": True}, 2)
+        rest = await client.rest()
+        assert rest[-1]["type"] == "PoolStopped"
+        status, out = await service.wait()
+        assert status == 0
+        assert out.endswith("not started, 0 abandoned\n")
+        assert list(world.dir.iterdir()) == []
