@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from . import dashboard, dispatch, latency, memory, shutdown, terminal
+from . import dashboard, dispatch, latency, memory, service, shutdown, terminal
 from .measure import FULL, TINY, Line, Sizes
 from .report import page, table
 
@@ -23,6 +23,7 @@ SUITES: dict[str, Callable[[Sizes], Awaitable[list[Line]]]] = {
     "dashboard": dashboard.run,
     "memory": memory.run,
     "terminal": terminal.run,
+    "service": service.run,
 }
 """Every benchmark, in the order the table shows them."""
 

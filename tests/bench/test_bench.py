@@ -22,6 +22,7 @@ SECTIONS = {
     "dashboard": 5,
     "memory": 1,
     "terminal": 2,
+    "service": 5,
 }
 """How many lines each benchmark prints."""
 
