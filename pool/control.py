@@ -253,7 +253,7 @@ def _check_dir(directory: Path) -> None:
 
 
 def _claim(path: Path) -> None:
-    """Make room for a socket at ``path``: remove a stale one, never a live one."""
+    """Make room for a socket at ``path``: remove a stale one (and its files), never a live one."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -265,9 +265,10 @@ def _claim(path: Path) -> None:
     try:
         probe.connect(str(path))
     except ConnectionRefusedError:
-        # Nothing listens: a service that died left it.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        # Nothing listens: a service that died left it, and its files beside it.
+        for left in (path, path.with_suffix(".json"), path.with_suffix(".token")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(left)
         return
     except FileNotFoundError:
         return  # removed meanwhile

@@ -1079,14 +1079,18 @@ class TestFiles:
         with pytest.raises(PoolError, match=message):
             await pool.serve(directory / "svc.sock")
 
-    async def test_a_stale_socket_is_replaced(self, world: World) -> None:
+    async def test_a_stale_socket_is_replaced_with_the_files_beside_it(self, world: World) -> None:
         path = world.dir / "svc.sock"
         dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dead.bind(str(path))
         dead.close()  # as a service that died: the file stays, nothing listens
+        (world.dir / "svc.json").write_text('{"pid": 1}')
+        (world.dir / "svc.token").write_text("old")
         server = await world.serve(await world.pool(), path=path)
         client = await world.client(server)
         assert client.messages[0]["type"] == "welcome"
+        assert json.loads(server.info_path.read_text())["pid"] == os.getpid()
+        assert sorted(p.name for p in world.dir.iterdir()) == ["svc.json", "svc.sock"]
 
     async def test_a_live_socket_is_never_stolen(self, world: World) -> None:
         first = await world.serve(await world.pool(name="first"), path=world.dir / "svc.sock")
