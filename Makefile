@@ -34,11 +34,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pool tui tests tools bench
-	$(BIN)/ruff format --check pool tui tests tools bench
+	$(BIN)/ruff check pool tui tests tools bench examples
+	$(BIN)/ruff format --check pool tui tests tools bench examples
 
 types: $(STAMP)
-	$(BIN)/mypy --strict pool tui tests tools bench
+	$(BIN)/mypy --strict pool tui tests tools bench examples
 
 pytest: $(STAMP)
 	env -u NO_COLOR $(BIN)/pytest

@@ -24,11 +24,11 @@ from textual import events as textual_events
 from textual.screen import Screen
 
 import tui.app
-from pool import Job, Pool
+from pool import Pool
 from tui.app import WpoolApp
 
-from .dispatch import noop
-from .measure import Line, Sizes, median
+from .dispatch import fed_rate, feed, noop
+from .measure import Line, Sizes, median, percentile
 
 __all__ = ("run",)
 
@@ -83,27 +83,12 @@ class _Round:
     keys: list[float] = field(default_factory=list)
 
 
-async def _feed(pool: Pool, stop: asyncio.Event) -> None:
-    submit = pool.submit
-    while not stop.is_set():
-        await submit(Job(payload=b""))
-
-
 async def _alone(sizes: Sizes) -> float:
     pool = Pool(noop, workers=sizes.dashboard_workers, queue_size=100)
     await pool.start()
-    stop = asyncio.Event()
-    feeder = asyncio.create_task(_feed(pool, stop))
-    await asyncio.sleep(0.1)  # as with the dashboard: timed once the jobs flow
-    before = pool.stats().finished
-    start = time.perf_counter()
-    await asyncio.sleep(sizes.dashboard_seconds)
-    done = pool.stats().finished - before
-    elapsed = time.perf_counter() - start
-    stop.set()
-    await feeder
+    rate = await fed_rate(pool, sizes.dashboard_seconds)  # timed once the jobs flow, as below
     await pool.shutdown()
-    return done / elapsed
+    return rate
 
 
 async def _attached(sizes: Sizes, into: _Round) -> float:
@@ -112,7 +97,7 @@ async def _attached(sizes: Sizes, into: _Round) -> float:
     app = _MeasuredApp(pool)
     async with app.run_test(size=SIZE):
         stop = asyncio.Event()
-        feeder = asyncio.create_task(_feed(pool, stop))
+        feeder = asyncio.create_task(feed(pool, stop))
         await asyncio.sleep(0.1)  # the first frames are drawn; the events pour in
         # First the throughput, with the dashboard only watching: keys come after,
         # as each resize is a layout of the screen the watching alone never needs.
@@ -142,11 +127,6 @@ async def _attached(sizes: Sizes, into: _Round) -> float:
     return done / elapsed
 
 
-def _percentile(values: list[float], p: float) -> float:
-    ranked = sorted(values)
-    return ranked[min(len(ranked) - 1, max(0, round(p / 100 * len(ranked) + 0.5) - 1))]
-
-
 async def run(sizes: Sizes) -> list[Line]:
     """Throughput kept, events folded, frames and key latency, medians over the rounds."""
     rounds = [_Round() for _ in range(sizes.rounds)]
@@ -159,8 +139,8 @@ async def run(sizes: Sizes) -> list[Line]:
             one.attached = await _attached(sizes, one)
     kept = median([r.attached / r.alone for r in rounds])
     keys = [k * 1000 for r in rounds for k in r.keys]
-    p50 = _percentile(keys, 50) if keys else float("nan")
-    p99 = _percentile(keys, 99) if keys else float("nan")
+    p50 = percentile(keys, 50) if keys else float("nan")
+    p99 = percentile(keys, 99) if keys else float("nan")
     missed = sum(r.missed for r in rounds)
     w = sizes.dashboard_workers
     return [

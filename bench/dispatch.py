@@ -23,6 +23,8 @@ from .measure import Line, Sizes, alternate, median, ratios
 __all__ = (
     "aiojobs_scheduler",
     "bare_queue",
+    "fed_rate",
+    "feed",
     "pool_async",
     "pool_thread",
     "run",
@@ -38,6 +40,28 @@ async def noop(job: Job, ctx: JobContext | None = None) -> None:
 
 def noop_sync(job: Job, ctx: JobContext | None = None) -> None:
     """The job every thread contender runs: nothing."""
+
+
+async def feed(pool: Pool, stop: asyncio.Event) -> None:
+    """Submit no-op jobs as fast as ``pool`` takes them, until ``stop`` is set."""
+    submit = pool.submit
+    while not stop.is_set():
+        await submit(Job(payload=b""))
+
+
+async def fed_rate(pool: Pool, seconds: float, warm_up: float = 0.1) -> float:
+    """Jobs a second ``pool`` finishes while :func:`feed` keeps it busy, after ``warm_up`` s."""
+    stop = asyncio.Event()
+    feeder = asyncio.create_task(feed(pool, stop))
+    await asyncio.sleep(warm_up)
+    before = pool.stats().finished
+    start = time.perf_counter()
+    await asyncio.sleep(seconds)
+    done = pool.stats().finished - before
+    elapsed = time.perf_counter() - start
+    stop.set()
+    await feeder
+    return done / elapsed
 
 
 def make_jobs(n: int) -> list[Job]:

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ("Line", "Sizes", "alternate", "median", "ratios")
+__all__ = ("Line", "Sizes", "alternate", "median", "percentile", "ratios")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +59,14 @@ class Sizes:
     """``true`` commands of the busy run, with the dashboard and headless."""
     jobfile_lines: int = 1_000_000
     """Lines of the job file that ``wpool-tui run`` reads in the job file benchmark."""
+    service_seconds: float = 2.0
+    """Seconds of each run of the served pool (with nobody, one, or many readers)."""
+    service_workers: int = 8
+    """Workers of the served pool."""
+    service_readers: int = 20
+    """Readers attached at once in the many-readers run."""
+    request_interval: float = 0.05
+    """Seconds between two control requests while their latency is measured."""
 
 
 FULL = Sizes()
@@ -84,6 +92,10 @@ TINY = Sizes(
     idle_seconds=0.5,
     busy_jobs=20,
     jobfile_lines=2_000,
+    service_seconds=0.2,
+    service_workers=2,
+    service_readers=3,
+    request_interval=0.02,
 )
 """Sizes small enough for a test: every benchmark runs, none of its figures means much."""
 
@@ -122,6 +134,12 @@ class Line:
 def median(values: Sequence[float]) -> float:
     """The median of ``values`` (which must not be empty)."""
     return statistics.median(values)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile of ``values`` (nearest rank; ``values`` must not be empty)."""
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, max(0, round(p / 100 * len(ranked) + 0.5) - 1))]
 
 
 async def alternate(

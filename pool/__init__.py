@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from . import children as children
 from . import commands as commands
+from . import control as control
 from . import events as events
 from . import wire as wire
 from .bus import Subscription as Subscription
 from .clock import Clock as Clock
 from .clock import ManualClock as ManualClock
 from .clock import MonotonicClock as MonotonicClock
+from .control import ControlServer as ControlServer
 from .errors import JobAbandonedError as JobAbandonedError
 from .errors import JobCancelledError as JobCancelledError
 from .errors import JobError as JobError
@@ -44,6 +46,7 @@ from .worker import WorkerState as WorkerState
 
 __all__ = (
     "Clock",
+    "ControlServer",
     "DeadLetter",
     "ErrorInfo",
     "Handler",
@@ -72,6 +75,7 @@ __all__ = (
     "WorkerState",
     "children",
     "commands",
+    "control",
     "events",
     "wire",
 )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import random
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import events as ev
 from .bus import EventBus, Subscription
@@ -24,6 +25,9 @@ from .runners import CoroutineRunner, Runner, RunnerFactory, ThreadRunner, Worke
 from .shutdown import ShutdownReport
 from .stats import LatencyWindow, PoolStats, Throughput
 from .worker import Worker, WorkerInfo, WorkerState
+
+if TYPE_CHECKING:
+    from .control import ControlServer
 
 __all__ = ("DeadLetter", "Handler", "Pool", "PoolSnapshot")
 
@@ -1437,8 +1441,13 @@ class Pool:
         """The failed jobs kept, oldest first."""
         return tuple(self._dead)
 
-    async def resubmit(self, job_id: str) -> JobHandle:
+    async def resubmit(self, job_id: str, *, timeout: float | None = None) -> JobHandle:  # noqa: ASYNC109
         """Submit a dead letter's job again (its attempts start over) and remove it.
+
+        Args:
+            job_id: The dead letter's job id.
+            timeout: As :meth:`submit`'s: give up after this many seconds of
+                waiting for room (0: at once, as ``submit_nowait``).
 
         Raises:
             ValueError: No dead letter has that id.
@@ -1449,10 +1458,50 @@ class Pool:
                 break
         else:
             raise ValueError(f"no dead letter with id {job_id!r}")
-        handle = await self.submit(letter.job)
+        handle = await self.submit(letter.job, timeout=timeout)
         if letter in self._dead:
             self._dead.remove(letter)
         return handle
+
+    # --- serving ------------------------------------------------------------
+
+    async def serve(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        tcp: tuple[str, int] | None = None,
+        token_file: str | os.PathLike[str] | None = None,
+    ) -> ControlServer:
+        """Let other programs watch and drive this pool, over a socket (``wpool-tui attach``).
+
+        Starts a :class:`~pool.control.ControlServer` on this loop and
+        returns it once it listens; the protocol is ``docs/protocol.md``:
+        JSON lines, never pickles. It stops when the pool stops (the
+        clients get the last event first) or when closed; either way it
+        removes its socket and files.
+
+        Args:
+            path: The Unix socket; by default ``$XDG_RUNTIME_DIR/wpool/<name>.sock``,
+                else ``/tmp/wpool-<uid>/<name>.sock``. Its directory is made
+                with mode 0700 and the socket has mode 0600; a client of another
+                user is refused. A socket a dead service left is replaced.
+            tcp: ``(host, port)`` to listen on as well, on a loopback address
+                only (port 0 picks one); clients must send the token that is
+                written to ``token_file``.
+            token_file: Where the TCP token is written (mode 0600); by default
+                ``<name>.token`` beside the socket.
+
+        Raises:
+            ValueError: ``tcp`` is not a loopback address, ``token_file`` is
+                given without ``tcp``, or the path cannot be a socket's.
+            PoolError: A live service already serves on the path, the socket's
+                directory is not this user's with mode 0700, or the pool has stopped.
+        """
+        from .control import ControlServer  # control reads the pool's wire forms: not at import
+
+        server = ControlServer(self, path, tcp=tcp, token_file=token_file)
+        await server.start()
+        return server
 
     # --- observing ----------------------------------------------------------
 

@@ -23,6 +23,7 @@ SECTIONS = {
     "memory": 1,
     "terminal": 2,
     "jobfile": 2,
+    "service": 5,
 }
 """How many lines each benchmark prints."""
 

@@ -703,6 +703,21 @@ class TestRetry:
             await again
         await finish(pool, clock)
 
+    async def test_resubmit_with_no_time_to_wait_refuses_a_full_queue_at_once(
+        self, clock: ManualClock
+    ) -> None:
+        pool = make(Script(), clock, workers=1, queue_size=1)
+        await pool.start()
+        with pytest.raises(JobFailedError):
+            await pool.submit_nowait(Job(payload=b"fail", id="d"))
+        await pool.resize(0)
+        pool.submit_nowait(Job(id="filler"))
+        with pytest.raises(QueueFull, match=r"^queue is full \(1 jobs waiting\)$"):
+            await pool.resubmit("d", timeout=0)
+        assert [letter.job.id for letter in pool.dead_letters()] == ["d"]
+        assert pool.stats().rejected == 1
+        await finish(pool, clock)
+
     async def test_resubmit_of_an_unknown_id_is_refused(self, clock: ManualClock) -> None:
         pool = make(Script(), clock)
         await pool.start()

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import socket
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from typing import Any, Final
 
 from pool import DeadLetter, Job, PoolSnapshot
 from pool import events as ev
+from pool.control import default_socket_dir
 from pool.wire import (
     dead_letter_from_dict,
     error_from_dict,
@@ -54,11 +54,8 @@ BACKOFF: Final = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def socket_dir() -> Path:
-    """Where services put their sockets: ``$XDG_RUNTIME_DIR/wpool``, else ``/tmp/wpool-<uid>``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "wpool"
-    return Path(f"/tmp/wpool-{os.getuid()}")
+    """Where services put their sockets (``Pool.serve``'s default)."""
+    return default_socket_dir()
 
 
 def resolve(target: str | None) -> Path:
