@@ -24,7 +24,14 @@ from pool.commands import ShellCommands
 from tests.helpers import settle
 from tests.tui.rig import Rig, frame, running, text_of
 from tui.app import WpoolApp
-from tui.screens.dialogs import ConfirmShutdownScreen, HelpScreen, QuitScreen, ResizeScreen
+from tui.screens.dialogs import (
+    AddJobsScreen,
+    ConfirmShutdownScreen,
+    HelpScreen,
+    JobsToAdd,
+    QuitScreen,
+    ResizeScreen,
+)
 from tui.screens.jobs import ConfirmResubmitScreen, DeadLettersScreen, JobDetailScreen
 from tui.state import LOG_LIMIT, DashboardState, LogEntry, Outcome
 from tui.widgets.countdown import Countdown, render_countdown
@@ -475,6 +482,33 @@ class TestKeysThatNeverLie:
             else:
                 assert app.state.shutdown is not None
                 assert app.state.shutdown.grace == typed
+
+    async def test_a_key_typed_after_the_dialog_closes_goes_to_the_dashboard(
+        self, rig: Rig
+    ) -> None:
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            rig.submit(b"hold", "held")
+            await frame(pilot)
+            burst(app, "r", "backspace", "6", "enter", "p")
+            await idle(pilot)
+            assert len(app.screen_stack) == 1, app.screen_stack
+            assert rig.pool.stats().target_workers == 6
+            assert rig.pool.phase is PoolPhase.PAUSED
+
+    @pytest.mark.parametrize("move_on", ["tab", "enter"])
+    async def test_a_burst_across_the_fields_of_a_dialog_fills_each_in_turn(
+        self, rig: Rig, move_on: str
+    ) -> None:
+        app = rig.app()
+        asked: list[JobsToAdd | None] = []
+        async with running(app, rig) as pilot:
+            app.push_screen(AddJobsScreen(with_payload=True), asked.append)
+            await idle(pilot)
+            burst(app, "ctrl+u", "3", move_on, "o", "n", "e", "enter", "p")
+            await idle(pilot)
+            assert asked == [JobsToAdd(3, "one")]
+            assert rig.pool.phase is PoolPhase.PAUSED  # the p after it: the dashboard's
 
     async def test_a_burst_into_an_open_dialog_keeps_its_order(self, rig: Rig) -> None:
         app = rig.app()

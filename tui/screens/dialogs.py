@@ -94,12 +94,10 @@ class FormDialog(Dialog[_T | None], Generic[_T]):
         # What was typed is in the message: plain text, never markup.
         self.query_one("#error", Label).update(Text(plain(message, limit=300)))
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._field_submitted(event.input)
-
-    def _field_submitted(self, field: Input) -> None:
-        """Enter in a field: accept (a dialog of several fields may move on instead)."""
+    def field_entered(self, field: Input) -> None:
+        """Enter in a field (at once, in the order of the keys: see
+        :class:`~tui.widgets.field.TypedInput`): accept; a dialog of several
+        fields may move on instead."""
         self._accept()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -179,9 +177,10 @@ class AddJobsScreen(FormDialog[JobsToAdd]):
     def on_mount(self) -> None:
         _focus_input(self.query_one("#number", Input))
 
-    def _field_submitted(self, field: Input) -> None:
+    def field_entered(self, field: Input) -> None:
         if field.id == "number" and self._with_payload:
-            self.query_one("#payload", Input).focus()  # enter moves on to the payload
+            # Enter moves on to the payload, at once: the next keys are for it.
+            self.set_focus(self.query_one("#payload", Input))
             return
         self._accept()
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 from textual import events
 from textual.binding import Binding
 from textual.widgets import Input
 
-__all__ = ("TypedInput",)
+__all__ = ("EnterHandler", "TypedInput")
 
 
 def _bound_keys() -> dict[str, str]:
@@ -20,19 +20,54 @@ def _bound_keys() -> dict[str, str]:
     return keys
 
 
-class TypedInput(Input):
-    """An :class:`~textual.widgets.Input` whose editing keys act as they arrive.
+@runtime_checkable
+class EnterHandler(Protocol):
+    """A screen that acts on enter in its fields at once (a dialog that moves
+    on to its next field, or closes)."""
 
+    def field_entered(self, field: Input) -> None:
+        """Enter was pressed in ``field``."""
+        ...
+
+
+class TypedInput(Input):
+    """An :class:`~textual.widgets.Input` whose keys act in the order they were typed.
+
+    A terminal hands over the keys of a burst (``3 tab hello enter p``) all
+    at once, and the app gives each to the field that has the focus as it
+    reads them: all of them to this field, before it has acted on any.
     Textual inserts a printable key the moment the field reads it, but runs
-    a bound key (backspace, enter, the arrows...) only once the key has gone
-    up to the app. Keys typed in one burst (``backspace 6 enter``) then act
-    out of order: the ``6`` is typed, then deleted, then an empty field is
-    submitted. Here each key the field binds acts when the field reads it.
+    a bound key (backspace, enter, tab...) only once the key has gone up to
+    the screen and the app, so the keys would act out of order. Here each
+    key acts when the field reads it: its editing keys, tab and shift+tab
+    (the next and previous field), and enter, which the screen acts on at
+    once when it is an :class:`EnterHandler`. A key that reaches the field
+    after an earlier one moved the focus away (to the next field, or out of
+    a dialog that closed) goes back to the app, which gives it to whatever
+    has the focus now.
     """
 
     _KEYS: ClassVar[dict[str, str]] = _bound_keys()
 
     async def on_key(self, event: events.Key) -> None:
+        if self.app.focused is not self:
+            event.stop()
+            event.prevent_default()
+            self.app.post_message(events.Key(event.key, event.character))
+            return
+        if event.key in ("tab", "shift+tab"):
+            event.stop()
+            event.prevent_default()
+            if event.key == "tab":
+                self.screen.focus_next()
+            else:
+                self.screen.focus_previous()
+            return
+        if event.key == "enter" and isinstance(self.screen, EnterHandler):
+            event.stop()
+            event.prevent_default()
+            self.screen.field_entered(self)
+            return
         action = self._KEYS.get(event.key)
         if action is None:
             return  # printable keys and the rest: Input's own handling
