@@ -123,6 +123,7 @@ class WpoolApp(App[int]):
         Binding("s", "escalate", "Next phase", id="escalate", priority=True),
         Binding("question_mark", "help", "Help", id="help", key_display="?", priority=True),
         Binding("q", "quit_app", "Quit", id="quit", priority=True),
+        Binding("q", "detach", "Detach", id="detach", priority=True),
         Binding("plus", "grow", "+1", id="grow", key_display="+", show=False, priority=True),
         Binding("minus", "shrink", "-1", id="shrink", key_display="-", show=False, priority=True),
         Binding("space", "freeze", "Freeze", id="freeze", show=False, priority=True),
@@ -149,6 +150,7 @@ class WpoolApp(App[int]):
         "resume": Control.PAUSE,
         "shutdown": Control.SHUTDOWN,
         "escalate": Control.SHUTDOWN,
+        "cancel": Control.CANCEL,
     }
     """The control of the source that each action needs."""
 
@@ -178,6 +180,7 @@ class WpoolApp(App[int]):
             "shutdown",
             "escalate",
             "quit_app",
+            "detach",
             "help",
             "play_pause",
             "slower",
@@ -476,9 +479,14 @@ class WpoolApp(App[int]):
 
     def _available_here(self, action: str) -> bool:
         """Whether ``action`` works at all with this source and mode (read-only, replay)."""
+        source = self.source
         needs = self._NEEDS.get(action)
-        if needs is not None and (self.read_only or needs not in self.source.controls):
+        if needs is not None and (
+            self.read_only or needs not in source.controls or not source.connected
+        ):
             return False
+        if action in ("quit_app", "detach"):
+            return (action == "detach") == source.remote
         replay = isinstance(self.source, ReplaySource)
         if action in self._PLAYBACK:
             return replay
@@ -524,6 +532,7 @@ class WpoolApp(App[int]):
         if status != self._status_shown:
             self._status_shown = status
             self._show_title()
+            self.refresh_bindings()  # out of reach, a remote source's controls are not offered
 
     def _owns_pool(self) -> bool:
         """Whether quitting here is the pool's end (a pool of this process), or only
@@ -744,9 +753,21 @@ class WpoolApp(App[int]):
                     output=view.output or self.state.outputs.get(job_id),
                     label=self.source.describe(view.job),
                     result=Result(view.result) if view.has_result else None,
-                )
-            )
+                ),
+                can_cancel=view.state in ("queued", "running")
+                and self._available("cancel") is True,
+            ),
+            lambda wanted: self._cancel_job(job_id) if wanted else None,
         )
+
+    def _cancel_job(self, job_id: str) -> None:
+        async def cancel() -> None:
+            if await self.source.cancel(job_id):
+                self.notify(plain(f"cancelling {job_id}", limit=300), markup=False)
+            else:
+                self.notify(plain(f"{job_id} had already ended", limit=300), markup=False)
+
+        self._act(cancel())
 
     # --- a replay's playback -------------------------------------------------------------
 
@@ -960,6 +981,10 @@ class WpoolApp(App[int]):
         """Textual's own quit (ctrl+q, the palette): the same as ``q``."""
         self.action_quit_app()
 
+    def action_detach(self) -> None:
+        """Leave the dashboard; the work it watched goes on."""
+        self.exit(self.exit_status())
+
     def action_help(self) -> None:
         """Show the keys that work in this dashboard."""
         lines = []
@@ -1025,6 +1050,7 @@ _PALETTE_HELP = {
     "shutdown": "Graceful shutdown",
     "escalate": "Skip the shutdown to its next phase",
     "quit_app": "Quit (offers a graceful shutdown)",
+    "detach": "Detach (the service's pool goes on)",
     "help": "Show the keys",
     "play_pause": "Pause the replay, or play it on",
     "slower": "Play the replay slower",
@@ -1043,6 +1069,7 @@ _HELP: dict[str, tuple[str, str]] = {
     "shutdown": ("graceful shutdown (asks first); during one, skip ahead", ""),
     "help": ("this help (ctrl+p: every action in the command palette)", ""),
     "quit_app": ("quit: while running, enter shuts down gracefully first", ""),
+    "detach": ("detach: leave the service's pool running", ""),
     "grow": ("one more worker", "while running"),
     "shrink": ("one worker less (a busy one finishes its job first)", "while running"),
     "freeze": ("freeze the view (events are still read)", "until stopped"),
@@ -1060,8 +1087,8 @@ _HELP: dict[str, tuple[str, str]] = {
 down and escalates), and when it applies if not always."""
 
 _VISITOR_HELP: dict[str, tuple[str, str]] = {
-    "quit_app": ("leave: detach from the service, whose pool goes on", ""),
-    "interrupt": ("leave at once (the service's pool goes on)", ""),
+    "quit_app": ("quit", ""),
+    "interrupt": ("leave at once: nothing is stopped", ""),
 }
 """The lines that differ when the pool is not this program's (attached, replayed)."""
 

@@ -17,54 +17,16 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from pool import Handler, Job, JobContext, ManualClock, Pool, RetryPolicy
+from pool import Handler, Job, ManualClock, Pool, RetryPolicy
 from pool import events as ev
 from pool.commands import ShellCommands
+from pool.control import ControlServer
+from tests.snapshots.scene import Scene
 from tui.app import WpoolApp, create_app
+from tui.sources.attached import AttachedSource, Endpoint, attached_title
 from tui.sources.recording import Recorder, Recording, ReplaySource
 
 START = 1000.0
-
-
-class Crash(BaseException):
-    """Kills the worker that runs it (not an Exception: not a job error)."""
-
-
-class Scene:
-    """A pool handler whose jobs do what their payload says, held by an event.
-
-    ``progress:F`` reports F and waits; ``hold`` waits; ``stubborn`` ignores
-    its first cancellation; ``fail`` raises; ``crash`` kills its worker.
-    """
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-
-    def release(self) -> None:
-        """Let every job waiting now return (later ones wait again)."""
-        self.gate.set()
-        self.gate = asyncio.Event()
-
-    async def handler(self, job: Job, ctx: JobContext) -> str:
-        kind, _, arg = job.payload.decode().partition(":")
-        gate = self.gate
-        if kind == "progress":
-            ctx.progress(float(arg), job.meta.get("note", "working"))
-            await gate.wait()
-        elif kind == "hold":
-            await gate.wait()
-        elif kind == "stubborn":
-            try:
-                await gate.wait()
-            except asyncio.CancelledError:
-                # Ignores the shutdown's cancellation; a second one (the
-                # loop's teardown) ends it.
-                await gate.wait()
-        elif kind == "fail":
-            raise ValueError(f"cannot decode {job.id}: truncated input at byte {arg or 512}")
-        elif kind == "crash":
-            raise Crash("segmentation fault in native decoder")
-        return "ok"
 
 
 @dataclass
@@ -399,6 +361,75 @@ def _into_the_countdown(source: ReplaySource) -> None:
     source.seek(started.at + 2.0)
 
 
+class ServedHere(AttachedSource):
+    """Attached, over a real socket, to a pool served in this process.
+
+    The pool runs on the scenario's manual clock, read through the socket as
+    a service's would be; the header names a fixed process and host, so that
+    the picture is the same on every machine.
+    """
+
+    def __init__(self, pool: Pool, clock: ManualClock) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="wpool-snapshot-"))
+        # A retry in an hour: the banner of a lost service holds still for the picture.
+        super().__init__(
+            Endpoint(path=self.folder / "svc.sock"), backoff=(3600.0,), clock=clock.now
+        )
+        self.pool = pool
+        self.server: ControlServer | None = None
+
+    @property
+    def title(self) -> str:
+        return attached_title({**self.info, "pid": 4242, "host": "build-7"}, self.endpoint)
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self.server = await self.pool.serve(self.endpoint.path)
+        await super().start()
+
+    async def caught_up(self, app: WpoolApp) -> None:
+        """Wait until the dashboard has every event the pool has sent."""
+        async with asyncio.timeout(10):
+            while app.state.seq < self.pool.snapshot().seq:
+                await asyncio.sleep(0.001)
+                app.refresh_now()
+
+    async def close(self) -> None:
+        await super().close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def attached(steps: Steps, *, lost: bool = False) -> Scenario:
+    """``steps`` on a served pool, seen by an attached dashboard; ``lost``: the
+    service then goes away, and the dashboard keeps its last state."""
+    scene = Scene()
+    clock = ManualClock(START)
+    pool = Pool(scene.handler, workers=4, queue_size=20, clock=clock, name="svc")
+    source = ServedHere(pool, clock)
+    app = create_app(source, theme="textual-dark", animate=False)
+    stage = Stage(app, pool, clock, scene)
+
+    async def run_before(pilot: Pilot[int]) -> None:
+        await pilot.pause()
+        await steps(stage)
+        await source.caught_up(app)
+        if lost:
+            assert source.server is not None
+            source.server.close()
+            await source.server.wait_closed()
+            async with asyncio.timeout(10):
+                while not source.status:
+                    await asyncio.sleep(0.001)
+                    app.refresh_now()
+        app.refresh_now()
+        await pilot.pause()
+
+    return Scenario(app=app, run_before=run_before, press=(), size=(120, 36))
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "startup": lambda: build(idle),
     "busy": lambda: build(busy),
@@ -433,5 +464,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "finished_batch": lambda: build(finished_batch, total_jobs=12),
     "small_terminal_stopping": lambda: build(draining, size=(80, 24)),
     "replay_countdown": lambda: replay(_into_the_countdown),
+    "attached": lambda: attached(busy),
+    "attached_lost": lambda: attached(busy, lost=True),
 }
 """Every pictured state, by name."""

@@ -13,10 +13,12 @@ import asyncio
 import gc
 
 import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Label, Static
 
 from pool import Job, JobHandle, JobState, ManualClock, PoolPhase, events
 from tests.tui.rig import CONTROL_ACTIONS, Rig, dialog_error, frame, running, text_of
+from tui.app import WpoolApp
 from tui.screens.dialogs import (
     AddJobsScreen,
     ConfirmShutdownScreen,
@@ -302,6 +304,42 @@ async def test_enter_on_a_selected_worker_opens_its_job_detail(rig: Rig) -> None
         assert len(app.screen_stack) == 2, app.screen_stack
         await pilot.press("escape")
         assert len(app.screen_stack) == 1, app.screen_stack
+
+
+async def _detail_of_running_job(app: WpoolApp, rig: Rig, pilot: Pilot[int]) -> JobHandle:
+    handle = rig.pool.submit_nowait(Job(id="long-1", payload=b"hold"))
+    await frame(pilot)
+    grid = app.query_one(WorkerGrid)
+    grid.focus()
+    grid.selected = handle.worker_id
+    await pilot.pause()
+    await pilot.press("enter")
+    assert isinstance(app.screen, JobDetailScreen)
+    return handle
+
+
+async def test_c_in_a_running_job_detail_cancels_the_job(rig: Rig) -> None:
+    app = rig.app()
+    async with running(app, rig) as pilot:
+        handle = await _detail_of_running_job(app, rig, pilot)
+        assert "c cancels the job" in text_of(app.screen.query_one(".dialog-hint", Label))
+        ended = asyncio.Event()
+        handle.add_done_callback(lambda _: ended.set())
+        await pilot.press("c")
+        await asyncio.wait_for(ended.wait(), 5)
+        assert handle.state is JobState.CANCELLED
+        assert len(app.screen_stack) == 1
+
+
+async def test_read_only_job_detail_offers_no_cancel_and_c_does_nothing(rig: Rig) -> None:
+    app = rig.app(read_only=True)
+    async with running(app, rig) as pilot:
+        handle = await _detail_of_running_job(app, rig, pilot)
+        assert text_of(app.screen.query_one(".dialog-hint", Label)) == "escape closes"
+        await pilot.press("c")
+        await frame(pilot)
+        assert handle.state is JobState.RUNNING
+        assert isinstance(app.screen, JobDetailScreen)
 
 
 async def test_enter_on_a_failed_job_in_the_log_shows_its_error(rig: Rig) -> None:

@@ -134,24 +134,39 @@ def render_detail(detail: JobDetail) -> Text:
     return text
 
 
-class JobDetailScreen(Dialog[None]):
-    """Payload, attempts, error and traceback of one job."""
+class JobDetailScreen(Dialog[bool]):
+    """Payload, attempts, error and traceback of one job.
 
-    BINDINGS = [Binding("escape,q,enter", "close", "Close", id="detail-close")]
+    With ``can_cancel`` (a queued or running job, and a source that cancels),
+    ``c`` closes it with True: the app cancels the job.
+    """
 
-    def __init__(self, detail: JobDetail) -> None:
+    BINDINGS = [
+        Binding("escape,q,enter", "close", "Close", id="detail-close"),
+        Binding("c", "cancel_job", "Cancel the job", id="detail-cancel"),
+    ]
+
+    def __init__(self, detail: JobDetail, *, can_cancel: bool = False) -> None:
         super().__init__()
         self._detail = detail
+        self._can_cancel = can_cancel
 
     def compose(self) -> ComposeResult:
+        hint = "c cancels the job · escape closes" if self._can_cancel else "escape closes"
         with Vertical(classes="dialog detail"):
             yield Label("Job details", classes="dialog-title")
             with VerticalScroll():
                 yield Static(render_detail(self._detail))
-            yield Label("escape closes", classes="dialog-hint")
+            yield Label(hint, classes="dialog-hint")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self._can_cancel if action == "cancel_job" else True
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.dismiss(False)
+
+    def action_cancel_job(self) -> None:
+        self.dismiss(True)
 
 
 def letter_fields(letter: DeadLetter, label: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ import json
 import socket
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -116,6 +117,14 @@ class _Feed:
         self.closed = True
 
 
+class Unreachable(SourceError):
+    """Nothing answered at an endpoint as a wpool service (``reason`` says what)."""
+
+    def __init__(self, endpoint: Endpoint, reason: str) -> None:
+        super().__init__(f"cannot attach to {endpoint}: {reason}")
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where to connect: a Unix socket, or TCP on loopback with a token."""
@@ -136,14 +145,27 @@ class AttachedSource(Source):
         endpoint: Where the service listens.
         read_only: Ask for the read role: the service refuses every control.
         reconnect: When the service goes away, try again with backoff.
+        backoff: Seconds between reconnection attempts, the last one repeated.
+        clock: This side's monotonic clock; the service's pool time is read
+            as this clock plus the offset seen at the last snapshot.
     """
 
     def __init__(
-        self, endpoint: Endpoint, *, read_only: bool = False, reconnect: bool = True
+        self,
+        endpoint: Endpoint,
+        *,
+        read_only: bool = False,
+        reconnect: bool = True,
+        backoff: Sequence[float] = BACKOFF,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not backoff or min(backoff) < 0:
+            raise ValueError(f"backoff must be seconds >= 0, at least one, got {backoff!r}")
         self.endpoint = endpoint
         self.read_only = read_only
         self._reconnect = reconnect
+        self._backoff = tuple(backoff)
+        self._clock = clock
         self._pool: dict[str, Any] = {}
         self._snapshot: PoolSnapshot | None = None
         self._offset = 0.0  # the service's pool clock minus ours
@@ -191,14 +213,17 @@ class AttachedSource(Source):
 
     @property
     def title(self) -> str:
-        info = self._pool
-        if not info:
-            return f"attaching to {self.endpoint}"
-        return f"{info.get('name', '?')} · pid {info.get('pid', '?')} on {info.get('host', '?')}"
+        return attached_title(self._pool, self.endpoint)
+
+    remote = True
 
     @property
     def status(self) -> str:
         return self._status
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
 
     @property
     def info(self) -> dict[str, Any]:
@@ -219,7 +244,7 @@ class AttachedSource(Source):
 
     def now(self) -> float:
         """The service's pool clock, as estimated at the last snapshot."""
-        return time.monotonic() + self._offset
+        return self._clock() + self._offset
 
     def snapshot(self) -> PoolSnapshot:
         if self._snapshot is None:
@@ -257,8 +282,7 @@ class AttachedSource(Source):
                     endpoint.host, endpoint.port, limit=LINE_LIMIT + 1
                 )
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise SourceError(f"cannot attach to {endpoint}: {reason}") from None
+            raise Unreachable(endpoint, exc.strerror or type(exc).__name__) from None
         hello: dict[str, Any] = {
             "hello": "wpool",
             "version": PROTOCOL_VERSION,
@@ -281,7 +305,7 @@ class AttachedSource(Source):
             )
         except (OSError, EOFError, TimeoutError, ValueError) as exc:
             writer.close()
-            raise SourceError(f"cannot attach to {endpoint}: {exc or type(exc).__name__}") from None
+            raise Unreachable(endpoint, str(exc) or type(exc).__name__) from None
         except BaseException:
             writer.close()
             raise
@@ -295,34 +319,37 @@ class AttachedSource(Source):
     def _take_snapshot(self, snapshot: PoolSnapshot) -> None:
         first = self._snapshot is None
         self._snapshot = snapshot
-        self._offset = snapshot.at - time.monotonic()
+        self._offset = snapshot.at - self._clock()
         if not first:
             for feed in self._feeds:
                 feed.resync(snapshot, feed.missed)
 
     async def _run(self, reader: asyncio.StreamReader) -> None:
         """Read the service's lines; when it goes away, reconnect with backoff."""
-        attempt = 0
+        backoff = self._backoff
         while True:
             try:
                 await self._read_lines(reader)
-            except (OSError, EOFError, ValueError) as exc:
-                self._lost(f"lost the service: {exc or type(exc).__name__}")
-            else:
-                self._lost("the service went away")
+            except EOFError:
+                why = "the service went away"
+            except (OSError, ValueError) as exc:
+                why = f"lost the service ({exc or type(exc).__name__})"
+            self._lost(why)
             if self._closing or not self._reconnect:
                 return
-            while True:
-                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-                attempt += 1
-                self._status = f"disconnected: reconnecting in {delay:g}s"
-                await asyncio.sleep(delay)
+            # The last state stays on screen, under a banner that says why
+            # and how the reconnecting goes; the snapshot on return resyncs it.
+            self._status = f"disconnected: {why}; reconnecting"
+            for attempt in itertools.count():
+                await asyncio.sleep(backoff[min(attempt, len(backoff) - 1)])
                 try:
                     reader = await self._connect()
                 except SourceError as exc:
-                    self._status = f"disconnected: {exc}"
+                    reason = exc.reason if isinstance(exc, Unreachable) else str(exc)
+                    self._status = (
+                        f"disconnected: {why}; reconnecting (tried {attempt + 1}x: {reason})"
+                    )
                     continue
-                attempt = 0
                 break
 
     def _lost(self, why: str) -> None:
@@ -442,6 +469,10 @@ class AttachedSource(Source):
     async def resubmit(self, job_id: str) -> None:
         await self._request("resubmit", {"job_id": job_id})
 
+    async def cancel(self, job_id: str) -> bool:
+        result = await self._request("cancel", {"job_id": job_id})
+        return isinstance(result, dict) and result.get("cancelled") is True
+
     async def dead_letters(self) -> tuple[DeadLetter, ...]:
         result = await self._request("dead_letters")
         if not isinstance(result, list):
@@ -491,6 +522,13 @@ class AttachedSource(Source):
                 await writer.wait_closed()
         for feed in self._feeds:
             feed.close()
+
+
+def attached_title(info: dict[str, Any], endpoint: Endpoint) -> str:
+    """The header of an attached dashboard: the pool, its process and host."""
+    if not info:
+        return f"attaching to {endpoint}"
+    return f"{info.get('name', '?')} · pid {info.get('pid', '?')} on {info.get('host', '?')}"
 
 
 def _line(message: dict[str, Any]) -> bytes:

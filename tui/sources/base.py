@@ -34,6 +34,8 @@ class Control(enum.Enum):
     """Begin a graceful shutdown, and skip it ahead."""
     RESUBMIT = "resubmit"
     """Run a failed job again."""
+    CANCEL = "cancel"
+    """Cancel a queued or running job."""
 
 
 class SourceError(Exception):
@@ -88,6 +90,15 @@ class Source(abc.ABC):
 
     controls: frozenset[Control] = frozenset()
     """The controls this source supports."""
+
+    remote: bool = False
+    """Whether the work runs in another process, and goes on when the dashboard
+    leaves (``q`` detaches)."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether a control can reach the work now (a remote one may be out of reach)."""
+        return True
 
     @property
     @abc.abstractmethod
@@ -157,6 +168,10 @@ class Source(abc.ABC):
     async def resubmit(self, job_id: str) -> None:
         """Run a failed job again."""
         raise SourceError("this source cannot resubmit jobs")
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; False when it had already ended."""
+        raise SourceError("this source cannot cancel jobs")
 
     async def dead_letters(self) -> tuple[DeadLetter, ...]:
         """The failed jobs kept for inspection."""

@@ -48,7 +48,13 @@ class LocalSource(Source):
         self._find_job = find_job
         self._resubmit = resubmit or pool.resubmit
         self._title = pool.name if title is None else title
-        controls = {Control.RESIZE, Control.PAUSE, Control.SHUTDOWN, Control.RESUBMIT}
+        controls = {
+            Control.RESIZE,
+            Control.PAUSE,
+            Control.SHUTDOWN,
+            Control.RESUBMIT,
+            Control.CANCEL,
+        }
         if make_job is not None:
             controls.add(Control.ADD_JOBS)
         self.controls = frozenset(controls)
@@ -126,6 +132,10 @@ class LocalSource(Source):
 
     async def resubmit(self, job_id: str) -> None:
         await self._resubmit(job_id)
+
+    async def cancel(self, job_id: str) -> bool:
+        handle = self.pool.job(job_id)
+        return handle is not None and handle.cancel()
 
     async def dead_letters(self) -> tuple[DeadLetter, ...]:
         return self.pool.dead_letters()
