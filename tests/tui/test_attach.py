@@ -8,6 +8,7 @@ dashboard shows (with a guard against hangs), never on a timer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import sys
@@ -19,7 +20,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from pool import PoolPhase
+import pool.job
+from pool import PoolPhase, events
 from tests.services import GUARD, Service
 from tui.app import WpoolApp, create_app
 from tui.screens.dialogs import AddJobsScreen
@@ -103,6 +105,24 @@ async def test_the_dashboard_shows_the_service_and_resizes_pauses_adds_and_resub
         await pilot.press("r")  # run it again: it fails again, as its payload says
         await until(pilot, lambda: app.state.failed == 2, "the resubmitted job failed again")
     assert service.process.returncode is None  # detached: the service goes on
+
+
+async def test_jobs_added_from_the_dashboard_are_named_by_the_service(
+    tmp_path: Path, services: list[Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool.job, "_ids", itertools.count(1))  # a new dashboard process
+    service = await Service.start(tmp_path / "svc.sock", "--word-time", "0")
+    services.append(service)
+    assert len(await service.send_jobs("a", "b", "c")) == 6  # job-1 to job-3, ended
+    source = AttachedSource(Endpoint(path=service.socket))
+    await source.start()
+    feed = source.events(maxsize=10_000)
+    async with dashboard(source) as pilot:
+        app = state(pilot)
+        await add_jobs(pilot, 3, "x")
+        await until(pilot, lambda: app.state.succeeded == 6, "the jobs added")
+    added = [e.job_id for e in feed.drain() if isinstance(e, events.JobSubmitted)]
+    assert added == ["job-4", "job-5", "job-6"]
 
 
 async def test_a_running_job_is_cancelled_from_its_detail(

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from pool import DeadLetter, Job, PoolSnapshot
+from pool import DeadLetter, PoolSnapshot
 from pool import events as ev
 from pool.control import default_socket_dir
 from pool.wire import (
     dead_letter_from_dict,
     error_from_dict,
     job_from_dict,
-    job_to_dict,
     snapshot_from_dict,
 )
 
@@ -432,9 +431,12 @@ class AttachedSource(Source):
     # --- controls ----------------------------------------------------------------------
 
     async def add_jobs(self, count: int, payload: str | None = None) -> int:
-        """Submit ``count`` jobs of ``payload`` (text, the service's to read)."""
-        data = (payload or "").encode("utf-8")
-        jobs = [job_to_dict(Job(payload=data)) for _ in range(count)]
+        """Submit ``count`` jobs of ``payload`` (text, the service's to read).
+
+        The service names them: ids made here could be ones its pool has
+        used already (each process counts ``job-1``, ``job-2``... of its own).
+        """
+        jobs = [{"payload": payload or ""} for _ in range(count)]
         result = await self._request("submit", {"jobs": jobs})
         accepted = result.get("accepted", []) if isinstance(result, dict) else []
         rejected = result.get("rejected", []) if isinstance(result, dict) else []
