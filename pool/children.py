@@ -29,7 +29,6 @@ import os
 import secrets
 import select
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -130,7 +129,8 @@ JOB_VARIABLE: Final = "WPOOL_JOB_KEY"
 
 _keys = itertools.count(1)
 _run_marker: str | None = None
-_watchdog: subprocess.Popen[bytes] | None = None
+_watchdog: int | None = None
+"""The watchdog's pid: it lives until this process ends, so nothing waits for it."""
 _watchdog_pipe = -1
 
 
@@ -193,7 +193,7 @@ def _kill_marked(needle: bytes) -> int:
     """SIGKILL every process whose environment holds ``needle``, until none is left."""
     spared = {os.getpid()}
     if _watchdog is not None:
-        spared.add(_watchdog.pid)
+        spared.add(_watchdog)
     killed: set[int] = set()
     for _ in range(50):  # each round kills what the last one's forked meanwhile
         found = [pid for pid in _marked(needle) if pid not in spared]
@@ -296,12 +296,18 @@ def guard() -> str | None:
     marker = f"{os.getpid()}-{secrets.token_hex(6)}"
     read, write = os.pipe()  # not inherited by jobs: only the watchdog gets it
     try:
-        _watchdog = subprocess.Popen(
+        # Spawned, not a Popen: it outlives this process by design, and a
+        # Popen would warn, at exit, that it is still running.
+        os.set_inheritable(read, True)
+        _watchdog = os.posix_spawn(
+            sys.executable,
             [sys.executable, "-c", _WATCHDOG, str(read), f"{RUN_VARIABLE}={marker}"],
-            pass_fds=(read,),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,  # out of reach of the terminal's ctrl+c
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            ],
+            setsid=True,  # out of reach of the terminal's ctrl+c
         )
     except OSError as exc:
         os.close(write)
@@ -324,7 +330,7 @@ def sweep() -> int:
         return 0
     killed = _kill_marked(f"{RUN_VARIABLE}={_run_marker}".encode())
     me = os.getpid()
-    spared = {_watchdog.pid} if _watchdog is not None else set()
+    spared = {_watchdog} if _watchdog is not None else set()
     for _ in range(50):  # each round, the children of the last one's are adopted
         found = [pid for pid in _children_of(me) if pid not in spared]
         if not found:

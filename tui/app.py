@@ -268,6 +268,7 @@ class WpoolApp(App[int]):
         """Frames drawn so far (the benchmarks and tests count them)."""
         self._typed_ahead: list[tuple[str, str | None]] = []
         self._status_shown = ""
+        self._generation = 0  # the source's, when the state was made from its snapshot
         self._stop_requested = False
 
     # --- layout and frames ----------------------------------------------------
@@ -303,6 +304,7 @@ class WpoolApp(App[int]):
             feed = RecordingFeed(feed, self.recorder)
         self._sub = feed
         self.state = DashboardState.from_snapshot(source.snapshot())
+        self._generation = source.generation
         self.state.total = self._total_jobs
         self.refresh_now()
         if self._freeze_gc:
@@ -372,14 +374,21 @@ class WpoolApp(App[int]):
 
     def _fold(self) -> _News:
         """Fold the pending events into the state; say what kind of news they were."""
-        state = self.state
         sub = self._sub
         batch = sub.drain() if sub is not None else []
         if not batch:
             return _News.NONE
-        gap = state.apply_all(batch)
-        if gap:
-            state.resync(self.source.snapshot())
+        gap = False
+        start = 0
+        for index, event in enumerate(batch):
+            if type(event) is pool_events.EventsDropped:
+                # What came before the gap, then the snapshot, then what follows
+                # it (events the snapshot already has are skipped by their seq).
+                self.state.apply_all(batch[start:index])
+                self._resync(event)
+                start = index + 1
+                gap = True
+        self.state.apply_all(batch[start:] if start else batch)
         # Real time, not the pool's clock: this budgets the loop's own time.
         now = time.monotonic()
         elapsed = max(now - self._folded_at, 1 / FPS)
@@ -389,6 +398,20 @@ class WpoolApp(App[int]):
         if gap or any(type(event) not in _PROGRESS for event in batch):
             return _News.CHANGES
         return _News.PROGRESS
+
+    def _resync(self, gap: pool_events.EventsDropped) -> None:
+        """Resync from the source's snapshot; from scratch where it is of another pool."""
+        source = self.source
+        snapshot = source.snapshot()
+        if source.generation == self._generation:
+            self.state.missed += gap.missed
+            self.state.resync(snapshot)
+            return
+        self._generation = source.generation
+        fresh = DashboardState.from_snapshot(snapshot)
+        fresh.total = self.state.total
+        self.state = fresh
+        self.query_one(JobLog).restart()
 
     def _draw(self, *, whole: bool) -> None:
         state = self.state

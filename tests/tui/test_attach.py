@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ from tui.sources.attached import AttachedSource, Endpoint
 from tui.sources.base import SourceError
 from tui.widgets.banner import Banner
 from tui.widgets.countdown import Countdown
+from tui.widgets.joblog import JobLog
 from tui.widgets.workers import WorkerGrid
 
 SIZE = (120, 40)
@@ -58,7 +60,9 @@ async def until(pilot: Pilot[int], what: Callable[[], object], why: str) -> None
                     return
                 await pilot.pause(0.02)
     except TimeoutError:
-        raise AssertionError(f"never saw: {why}") from None
+        raise AssertionError(
+            f"never saw: {why} (phase {app.state.phase.value}, screen {app.screen!r})"
+        ) from None
 
 
 def state(pilot: Pilot[int]) -> WpoolApp:
@@ -145,17 +149,16 @@ async def test_a_running_job_is_cancelled_from_its_detail(
         await until(pilot, lambda: app.state.cancelled == 1, "the job cancelled")
 
 
-async def test_s_shuts_the_service_pool_down_with_its_countdown_and_the_service_ends(
+async def test_s_shuts_the_service_pool_down_with_its_countdown_and_s_again_skips_ahead(
     tmp_path: Path, services: list[Service]
 ) -> None:
-    service = await Service.start(tmp_path / "svc.sock", "--workers", "1", "--word-time", "0.5")
+    service = await Service.start(tmp_path / "svc.sock", "--workers", "1", "--word-time", "5")
     services.append(service)
     source = AttachedSource(Endpoint(path=service.socket))
     await source.start()
     async with dashboard(source) as pilot:
         app = state(pilot)
-        # Two seconds of work: the shutdown drains while it runs.
-        await add_jobs(pilot, 1, "a b c d")
+        await add_jobs(pilot, 1, "a b c")  # fifteen seconds of work
         await until(pilot, lambda: app.state.workers["w1"].job_id is not None, "the job running")
         await pilot.press("s")
         await pilot.press("enter")  # the dialog's defaults: a graceful shutdown
@@ -163,11 +166,14 @@ async def test_s_shuts_the_service_pool_down_with_its_countdown_and_the_service_
         countdown = app.query_one(Countdown)
         assert countdown.has_class("-active")
         assert "draining" in str(countdown.content).lower()
+        await pilot.press("s")  # the next phase: cancel what runs
         await until(pilot, lambda: app.state.phase is PoolPhase.STOPPED, "stopped")
-        assert app.state.succeeded == 1  # the running job had its grace to finish
+        assert app.state.cancelled == 1
     status, out = await service.wait()
-    assert status == 0
-    assert out.startswith("shutting down...\nstopped: 1 finished")
+    assert (status, out) == (
+        0,
+        "shutting down...\nstopped: 0 finished, 1 cancelled, 0 not started, 0 abandoned\n",
+    )
 
 
 async def test_q_detaches_and_the_service_goes_on(tmp_path: Path, services: list[Service]) -> None:
@@ -203,6 +209,8 @@ async def test_when_the_service_dies_its_last_state_stays_and_a_new_one_is_resyn
         banner = app.query_one(Banner)
         await until(pilot, lambda: len(app.state.workers) == 2, "two workers")
         assert not banner.has_class("-active")
+        await first.send_jobs("hello")
+        await until(pilot, lambda: len(app.state.log) == 1, "the job's row")
         first.process.kill()
         await until(pilot, lambda: "reconnecting (tried" in source.status, "a failed retry")
         assert source.status.startswith("disconnected: the service went away; reconnecting")
@@ -223,10 +231,35 @@ async def test_when_the_service_dies_its_last_state_stays_and_a_new_one_is_resyn
         await until(pilot, lambda: len(app.state.workers) == 3, "the new service's workers")
         await until(pilot, lambda: not banner.has_class("-active"), "the banner gone")
         assert source.status == ""
+        # Another pool: the dashboard starts afresh from its snapshot.
+        assert (len(app.state.log), app.query_one(JobLog).row_count) == (0, 0)
         assert app.sub_title.startswith(f"svc · pid {second.process.pid} ")
         assert app.check_action("grow", ()) is True
         await pilot.press("plus")  # and it is driven again
         await until(pilot, lambda: len(app.state.workers) == 4, "a fourth worker")
+
+
+async def test_a_service_that_stopped_then_came_back_is_shown_running_afresh(
+    tmp_path: Path, services: list[Service]
+) -> None:
+    path = tmp_path / "svc.sock"
+    first = await Service.start(path)
+    services.append(first)
+    source = AttachedSource(Endpoint(path=path), backoff=(0.05,))
+    await source.start()
+    async with dashboard(source) as pilot:
+        app = state(pilot)
+        first.process.send_signal(signal.SIGTERM)
+        await until(pilot, lambda: app.state.phase is PoolPhase.STOPPED, "the pool stopped")
+        await until(pilot, lambda: app.query_one(Countdown).has_class("-active"), "its summary")
+        await first.wait()
+        second = await Service.start(path)
+        services.append(second)
+        await until(pilot, lambda: app.state.phase is PoolPhase.RUNNING, "the new pool")
+        assert app.state.shutdown is None
+        app.refresh_now()
+        assert not app.query_one(Countdown).has_class("-active")
+        assert app.check_action("shutdown", ()) is True
 
 
 async def test_read_only_is_refused_control_by_the_service_itself(

@@ -14,8 +14,10 @@ import tui.sources.recording as recording_module
 from pool import Job, ManualClock, Pool, PoolPhase
 from pool import events as ev
 from tests.helpers import Script, release_all, settle
+from tui.app import create_app
 from tui.sources.recording import Recorder, Recording, RecordingError, ReplaySource
 from tui.state import DashboardState
+from tui.widgets.joblog import JobLog
 
 WPOOL = str(Path(sys.executable).with_name("wpool-tui"))
 
@@ -263,6 +265,40 @@ class TestReplay:
             expected.submitted,
         )
         assert replay.now() == moment
+
+    async def test_the_dashboard_seeking_back_shows_that_moment_and_no_later_row(
+        self, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(recording_module, "SNAPSHOT_EVERY", 4)
+        path = tmp_path / "run.jsonl"
+        seen = await record_a_run(path, clock)
+        recording = Recording.read(path)
+        replay = ReplaySource(recording, wall=FakeWall())
+        replay.paused = True
+        app = create_app(replay, read_only=True, animate=False)
+        async with app.run_test(size=(120, 40)):
+            replay.seek(recording.end)
+            app.refresh_now()
+            assert app.state.phase is PoolPhase.STOPPED
+            moment = recording.start + 3.5
+            replay.seek(moment)
+            app.refresh_now()
+            expected = fold(
+                DashboardState.from_snapshot(recording.first), [e for e in seen if e.at <= moment]
+            )
+            state = app.state
+            assert (state.phase, state.succeeded, state.failed, state.submitted) == (
+                expected.phase,
+                expected.succeeded,
+                expected.failed,
+                expected.submitted,
+            )
+            # The log starts afresh at the snapshot the seek started from: its rows
+            # are the last of the rows of that moment, and none from later.
+            shown = [e.job_id for e in state.log]
+            assert shown
+            assert shown == [e.job_id for e in expected.log][-len(shown) :]
+            assert app.query_one(JobLog).row_count == len(shown)
 
     async def test_next_mark_finds_the_failure_then_the_shutdown(
         self, tmp_path: Path, clock: ManualClock

@@ -177,6 +177,8 @@ class AttachedSource(Source):
         self._stopped: asyncio.Future[None] | None = None
         self._closing = False
         self._refreshing: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._pool_seen: tuple[object, ...] = ()
         self.controls = frozenset() if read_only else frozenset(Control)
 
     @classmethod
@@ -315,8 +317,17 @@ class AttachedSource(Source):
         self._status = ""
         return reader
 
+    @property
+    def generation(self) -> int:
+        return self._generation
+
     def _take_snapshot(self, snapshot: PoolSnapshot) -> None:
         first = self._snapshot is None
+        pool = (self._pool.get("pid"), self._pool.get("host"), snapshot.started_at)
+        if pool != self._pool_seen:
+            if not first:
+                self._generation += 1  # another service's pool (or another run of it)
+            self._pool_seen = pool
         self._snapshot = snapshot
         self._offset = snapshot.at - self._clock()
         if not first:

@@ -46,7 +46,8 @@ class EventFeed(Protocol):
     """The events a source has for the dashboard, taken a batch at a time.
 
     An :class:`~pool.events.EventsDropped` in a batch means the feed lost
-    events there: the dashboard resyncs from :meth:`Source.snapshot`.
+    events there: the dashboard resyncs from :meth:`Source.snapshot`, then
+    folds the events after the marker that the snapshot does not include.
     """
 
     def drain(self) -> list[PoolEvent]:
@@ -99,6 +100,13 @@ class Source(abc.ABC):
     def connected(self) -> bool:
         """Whether a control can reach the work now (a remote one may be out of reach)."""
         return True
+
+    @property
+    def generation(self) -> int:
+        """Changes when the snapshot that a gap resyncs from is of another pool, or of
+        an earlier moment (a service restarted, a replay sought): the dashboard then
+        starts afresh from it, instead of bringing its state up to date."""
+        return 0
 
     @property
     @abc.abstractmethod

@@ -302,6 +302,7 @@ class ReplaySource(Source):
         self._snapshot = recording.first
         self._snapshot_index = 0  # the events before this one are in ``_snapshot``
         self._feeds: list[_ReplayFeed] = []
+        self._generation = 0
         self.paused = False
         self.speed = 1.0
         self._ticked_at = wall()
@@ -309,6 +310,10 @@ class ReplaySource(Source):
     @property
     def title(self) -> str:
         return f"replay of {self.recording.title}"
+
+    @property
+    def generation(self) -> int:
+        return self._generation
 
     @property
     def status(self) -> str:
@@ -399,6 +404,7 @@ class ReplaySource(Source):
                 index, snapshot = at_index, candidate
         self._snapshot = snapshot
         self._snapshot_index = index
+        self._generation += 1  # the dashboard starts afresh from the snapshot
         missed = ev.EventsDropped(seq=snapshot.seq, at=snapshot.at, missed=0)
         for feed in self._feeds:
             if not feed.closed:

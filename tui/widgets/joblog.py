@@ -175,6 +175,16 @@ class JobLog(ScrollView, can_focus=True):
         """Whether a filter hides some entries."""
         return bool(self._filter)
 
+    def restart(self) -> None:
+        """The state was made afresh (another pool, another moment of a replay):
+        every row is rebuilt from it, and the log follows its newest."""
+        self._strips.clear()
+        self._entries.clear()
+        self._serials.clear()
+        self._seen = 0
+        self._refilter = True
+        self.following = True
+
     def show(self, state: DashboardState) -> None:
         """Add the entries that ``state.log`` gained since the last call.
 
