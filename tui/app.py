@@ -530,8 +530,10 @@ class WpoolApp(App[int]):
     def _countdown_hint(self) -> str:
         """Which keys act on the shutdown now, for the countdown banner."""
         step = NEXT_STEP.get(self.state.phase)
-        if step is None or not self._owns_pool():
+        if step is None:
             return ""
+        if not self._owns_pool():  # attached: s still skips ahead; q only leaves
+            return f"s: {step}" if self._available("escalate") is True else ""
         if self.read_only:
             return f"q: {step}" if self._exit_when_stopped else "q: quit when it ends"
         hint = f"s: {step}"

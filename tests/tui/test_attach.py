@@ -165,7 +165,10 @@ async def test_s_shuts_the_service_pool_down_with_its_countdown_and_s_again_skip
         await until(pilot, lambda: app.state.phase is PoolPhase.DRAINING, "the countdown")
         countdown = app.query_one(Countdown)
         assert countdown.has_class("-active")
-        assert "draining" in str(countdown.content).lower()
+        text = str(countdown.content)
+        assert "draining" in text
+        assert "s: cancel now" in text
+        assert "q:" not in text  # q detaches: it has no part in the service's shutdown
         await pilot.press("s")  # the next phase: cancel what runs
         await until(pilot, lambda: app.state.phase is PoolPhase.STOPPED, "stopped")
         assert app.state.cancelled == 1
@@ -253,6 +256,7 @@ async def test_a_service_that_stopped_then_came_back_is_shown_running_afresh(
         await until(pilot, lambda: app.state.phase is PoolPhase.STOPPED, "the pool stopped")
         await until(pilot, lambda: app.query_one(Countdown).has_class("-active"), "its summary")
         await first.wait()
+        await until(pilot, lambda: "the service ended, its pool stopped" in source.status, "why")
         second = await Service.start(path)
         services.append(second)
         await until(pilot, lambda: app.state.phase is PoolPhase.RUNNING, "the new pool")

@@ -341,7 +341,8 @@ class AttachedSource(Source):
             try:
                 await self._read_lines(reader)
             except EOFError:
-                why = "the service went away"
+                stopped = self._stopped is not None and self._stopped.done()
+                why = "the service ended, its pool stopped" if stopped else "the service went away"
             except (OSError, ValueError) as exc:
                 why = f"lost the service ({exc or type(exc).__name__})"
             self._lost(why)
