@@ -50,6 +50,7 @@ from .sources.recording import Recorder, RecordingFeed, ReplaySource
 from .state import DashboardState
 from .widgets.banner import Banner, render_playback
 from .widgets.countdown import NEXT_STEP, Countdown
+from .widgets.field import focus_now
 from .widgets.format import plain
 from .widgets.joblog import JobLog, LogView
 from .widgets.summary import Summary
@@ -676,7 +677,7 @@ class WpoolApp(App[int]):
 
     def action_log(self) -> None:
         """Put the focus on the job log."""
-        self.query_one(JobLog).focus()
+        focus_now(self.query_one(JobLog))
 
     def action_failed(self) -> None:
         """Show the failed jobs (dead letters)."""

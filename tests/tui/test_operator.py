@@ -496,6 +496,19 @@ class TestKeysThatNeverLie:
             assert rig.pool.stats().target_workers == 6
             assert rig.pool.phase is PoolPhase.PAUSED
 
+    @pytest.mark.parametrize("opens", ["r", "a", "s"])
+    async def test_escape_in_a_burst_closes_the_dialog_before_the_next_key(
+        self, rig: Rig, opens: str
+    ) -> None:
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            await frame(pilot)
+            burst(app, opens, "escape", "p")
+            await idle(pilot)
+            assert len(app.screen_stack) == 1, app.screen_stack
+            assert rig.pool.phase is PoolPhase.PAUSED
+            assert (rig.pool.stats().target_workers, rig.pool.stats().submitted) == (2, 0)
+
     @pytest.mark.parametrize("move_on", ["tab", "enter"])
     async def test_a_burst_across_the_fields_of_a_dialog_fills_each_in_turn(
         self, rig: Rig, move_on: str
@@ -509,6 +522,33 @@ class TestKeysThatNeverLie:
             await idle(pilot)
             assert asked == [JobsToAdd(3, "one")]
             assert rig.pool.phase is PoolPhase.PAUSED  # the p after it: the dashboard's
+
+    async def test_a_burst_into_the_filter_line_is_all_the_filters(self, rig: Rig) -> None:
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            rig.submit(b"ok", "upload-1")
+            rig.submit(b"ok", "resize-2")
+            await frame(pilot)
+            # p, l and a are keys of the dashboard too: typed after /, they are text.
+            burst(app, "slash", *"upload", "enter", "p")
+            await idle(pilot)
+            assert len(app.screen_stack) == 1, app.screen_stack
+            assert log_rows(app) == ["upload-1"]
+            assert isinstance(app.focused, JobLog)
+            assert rig.pool.phase is PoolPhase.PAUSED  # the p after enter: the dashboard's
+            burst(app, "slash", "escape", "p")
+            await idle(pilot)
+            assert log_rows(app) == ["upload-1", "resize-2"]
+            assert rig.pool.phase is PoolPhase.RUNNING
+
+    async def test_a_burst_after_l_moves_in_the_log(self, rig: Rig) -> None:
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            await add_ok_jobs(rig, pilot, 3)
+            burst(app, "l", "home")
+            await idle(pilot)
+            log = app.query_one(JobLog)
+            assert (app.focused, log.following, log.cursor_row) == (log, False, 0)
 
     async def test_a_burst_into_an_open_dialog_keeps_its_order(self, rig: Rig) -> None:
         app = rig.app()

@@ -115,6 +115,10 @@ class FormDialog(Dialog[_T | None], Generic[_T]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    def field_escaped(self, field: Input) -> None:
+        """Escape in a field: cancel, at once (the keys after it are the dashboard's)."""
+        self.action_cancel()
+
 
 class _NumberDialog(FormDialog[int]):
     """Asks for a whole number in a range; refuses anything else with a message."""

@@ -21,7 +21,7 @@ from pool.events import JobOutputCaptured
 
 from ..batch import result_json
 from ..logfilter import FIELDS, LogFilter
-from ..widgets.field import TypedInput
+from ..widgets.field import TypedInput, focus_now
 from ..widgets.format import duration, plain
 from .dialogs import Dialog
 
@@ -329,7 +329,7 @@ class DeadLettersScreen(Dialog[None]):
 
     def action_filter(self) -> None:
         """Put the cursor in the filter line."""
-        self.query_one("#letters-filter", Input).focus()
+        focus_now(self.query_one("#letters-filter", Input))
 
     @on(Input.Changed, "#letters-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -341,10 +341,13 @@ class DeadLettersScreen(Dialog[None]):
             return
         self._fill()
 
-    @on(Input.Submitted, "#letters-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.query_one("#letters", DataTable).focus()
+    def field_escaped(self, field: Input) -> None:
+        """Escape in the filter line: clear it, or close when it is empty."""
+        self.action_close()
+
+    def field_entered(self, field: Input) -> None:
+        """Enter in the filter line: keep the filter and go to the list."""
+        focus_now(self.query_one("#letters", DataTable))
 
     def action_resubmit(self) -> None:
         letter = self._selected()
@@ -374,6 +377,6 @@ class DeadLettersScreen(Dialog[None]):
         filter_field = self.query_one("#letters-filter", Input)
         if filter_field.has_focus and filter_field.value:
             filter_field.value = ""  # escape in the filter clears it first
-            self.query_one("#letters", DataTable).focus()
+            focus_now(self.query_one("#letters", DataTable))
             return
         self.dismiss(None)

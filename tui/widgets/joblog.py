@@ -28,7 +28,7 @@ from textual.widgets import Input
 
 from ..logfilter import FIELDS, LogFilter
 from ..state import LOG_LIMIT, DashboardState, LogEntry, Outcome
-from .field import TypedInput
+from .field import TypedInput, focus_now
 from .format import duration, plain
 
 __all__ = ("JobLog", "LogView")
@@ -503,7 +503,7 @@ class LogView(Vertical):
         self.add_class("-filtering")
         field = self.query_one("#log-filter", Input)
         field.cursor_blink = self.app.animation_level != "none"
-        field.focus()
+        focus_now(field)  # the keys typed after / are the filter's
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
@@ -516,7 +516,7 @@ class LogView(Vertical):
         self.query_one(JobLog).set_filter(LogFilter.parse(""))
         self._error = ""
         self.remove_class("-filtering")
-        self.query_one(JobLog).focus()
+        focus_now(self.query_one(JobLog))
 
     @on(Input.Changed, "#log-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -533,13 +533,17 @@ class LogView(Vertical):
             self._error = ""
         self.post_message(self.FilterChanged())
 
-    @on(Input.Submitted, "#log-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if not event.value.strip():
+    def field_escaped(self, field: Input) -> None:
+        """Escape in the filter line: drop the filter."""
+        self.action_clear_filter()
+
+    def field_entered(self, field: Input) -> None:
+        """Enter in the filter line: keep the filter and go to the log (an empty one
+        is dropped)."""
+        if not field.value.strip():
             self.action_clear_filter()
             return
-        self.query_one(JobLog).focus()
+        focus_now(self.query_one(JobLog))
 
     @on(JobLog.StatusChanged)
     def _status_changed(self, event: JobLog.StatusChanged) -> None:
