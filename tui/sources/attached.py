@@ -156,7 +156,7 @@ class AttachedSource(Source):
         self._stopped: asyncio.Future[None] | None = None
         self._closing = False
         self._refreshing: asyncio.Task[None] | None = None
-        self.controls = frozenset() if read_only else frozenset(Control)
+        self.controls = frozenset() if read_only else frozenset(Control) - {Control.CANCEL}
 
     @classmethod
     def from_target(
