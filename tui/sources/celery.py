@@ -91,6 +91,10 @@ HEARTBEAT_WINDOW: Final = 2.0
 ENDED_KEPT: Final = 10_000
 """Ended tasks remembered, so that late or repeated events for them are ignored."""
 
+OFFLINE_PATIENCE: Final = 60.0
+"""Seconds the tasks of a node that went offline (not shut down from here) have to
+end before they are shown as lost: a warm shutdown lets them finish first."""
+
 GROW_ROOM: Final = 32
 """How many slots above the cluster's size a resize may ask for."""
 
@@ -140,6 +144,7 @@ class _Node:
     registered: tuple[str, ...] = ()
     slots: list[str] = field(default_factory=list)
     lost: bool = False
+    offline_at: float | None = None
     shutdown_deadline: float | None = None
     stopping: bool = False
     mismatches: int = 0
@@ -425,10 +430,11 @@ class CelerySource(Source):
         now = self._now()
         parts = []
         for node in sorted(self._nodes.values(), key=lambda n: n.name):
+            running = sum(1 for t in self._tasks.values() if t.slot and t.node == node.name)
             if node.lost:
                 what = "LOST (no heartbeat)"
             elif not node.online:
-                what = "offline"
+                what = f"offline, finishing {running} running" if running else "offline"
             else:
                 age = (
                     "?"
@@ -437,18 +443,17 @@ class CelerySource(Source):
                 )
                 kind = node.pool if node.autoscale is None else f"{node.pool} autoscale"
                 what = f"{kind} {node.size} ♥{age}"
-                if node.shutdown_deadline is not None:
-                    left = max(0.0, node.shutdown_deadline - now)
-                    busy = sum(1 for t in self._tasks.values() if t.slot and t.node == node.name)
-                    what += f" SHUTTING DOWN {left:.1f}s left, {busy} running"
+            if node.shutdown_deadline is not None:
+                left = max(0.0, node.shutdown_deadline - now)
+                what += f" SHUTTING DOWN {left:.1f}s left, {running} running"
             parts.append(f"{node.name} {what}")
         line = "nodes: " + (" · ".join(parts) if parts else "none seen yet")
         if self._broker:
             queues = ", ".join(f"{q} {n}" for q, n in sorted(self._broker.items()))
             line += f"\nbroker: {queues} waiting"
-        stopping = [n.name for n in self._nodes.values() if n.online and n.stopping]
+        stopping = [n.name for n in self._nodes.values() if n.stopping]
         if stopping or self._cluster_shutdown is not None:
-            up = [n.name for n in self._nodes.values() if n.online]
+            up = [n.name for n in self._nodes.values() if n.online or self._finishing(n)]
             line += f"\nnodes still up: {', '.join(sorted(up)) or 'none'}"
         return line
 
@@ -534,6 +539,7 @@ class CelerySource(Source):
         if came_back:
             node.online = True
             node.lost = False
+            node.offline_at = None
             node.stopping = False
             node.shutdown_deadline = None
             if node.size == 0 and not node.slots:
@@ -584,23 +590,27 @@ class CelerySource(Source):
             self._emit(ev.PoolResized(seq=self._next(), at=at, target=target, previous=before))
 
     def _node_gone(self, node: _Node, at: float, *, lost: bool) -> None:
-        """``node`` went offline (``lost``: its heartbeat stopped): its tasks are lost."""
-        before = self._state.target_workers
+        """``node`` sent worker-offline, or (``lost``) its heartbeat stopped.
+
+        A warm shutdown says offline as it *begins*: the tasks running go on
+        and their ends come after it. So, offline, the node's running tasks
+        run on (their panels retire) until they end, or until the node's
+        countdown (or ``OFFLINE_PATIENCE``) passes: then they are lost. Its
+        reserved tasks go back to the broker (another node receives them).
+        With its heartbeat lost (killed), everything it held is lost now.
+        """
         node.online = False
         node.lost = lost
-        node.shutdown_deadline = None
+        node.offline_at = at
+        if lost:
+            node.shutdown_deadline = None
         resync = False
         for task in [t for t in self._tasks.values() if t.node == node.name]:
             if task.slot is None and not lost:
-                # Reserved, not started: a warm shutdown hands it back to the broker.
-                task.node = None
-                continue
-            why = "heartbeat lost" if lost else "went offline"
-            error = ErrorInfo(
-                type="TaskLost", message=f"lost: {node.name} {why} while it held the task"
-            )
-            resync |= self._fail(task, at, error)
-        for slot in node.slots:
+                task.node = None  # handed back to the broker by the warm shutdown
+            elif lost:
+                resync |= self._lose(task, node, at, "its heartbeat stopped")
+        for slot in list(node.slots):
             if lost:
                 error = ErrorInfo(type="NodeLost", message=f"{node.name}: no heartbeat")
                 self._emit(
@@ -613,29 +623,39 @@ class CelerySource(Source):
                         restart_in=None,
                     )
                 )
+            elif any(t.slot == slot for t in self._tasks.values()):
+                self._emit(ev.WorkerRetireRequested(seq=self._next(), at=at, worker_id=slot))
             else:
-                view = self._state.worker(slot)
-                view.clear_job()
-                view.set_state(WorkerState.STOPPED, at)
-                resync = True
-        if not lost and not self._state.phase.is_shutting_down and not node.stopping:
-            pass  # a node stopped from elsewhere: its panels stay, stopped
-        if node.stopping and not self._state.phase.is_shutting_down:
-            # Shut down from here, alone: its panels go, the cluster goes on.
-            for slot in node.slots:
-                self._state.workers.pop(slot, None)
-            node.slots.clear()
-            resync = True
-        node.stopping = False
+                node.slots.remove(slot)
+                self._emit(ev.WorkerStopped(seq=self._next(), at=at, worker_id=slot))
+        before = self._state.target_workers
         node.size = 0
-        self._state.target_workers = sum(n.size for n in self._nodes.values() if n.online)
-        if self._state.target_workers != before:
-            resync = True
+        self._retarget(at, before)
         if resync:
             self._resync_dashboard()
-        shutdown = self._cluster_shutdown
-        if shutdown is not None and not any(n.online for n in self._nodes.values()):
+        self._settle_offline(node, at)
+
+    def _lose(self, task: _Task, node: _Node, at: float, why: str) -> bool:
+        error = ErrorInfo(type="TaskLost", message=f"lost: {node.name} {why} while it held it")
+        return self._fail(task, at, error)
+
+    def _settle_offline(self, node: _Node, at: float) -> None:
+        """Once an offline node runs nothing more, it is done: its countdown ends, and
+        the cluster's shutdown ends with the last node."""
+        if node.online or any(t.node == node.name and t.slot for t in self._tasks.values()):
+            return
+        node.stopping = False
+        node.shutdown_deadline = None
+        if (
+            self._cluster_shutdown is not None
+            and not self._state.phase.is_final
+            and not any(n.online or self._finishing(n) for n in self._nodes.values())
+        ):
             self._cluster_stopped(at)
+
+    def _finishing(self, node: _Node) -> bool:
+        """An offline node whose running tasks have not ended yet."""
+        return not node.online and any(t.node == node.name and t.slot for t in self._tasks.values())
 
     # --- tasks -------------------------------------------------------------------------
 
@@ -649,6 +669,8 @@ class CelerySource(Source):
         args = event.get("args")
         label = name
         if isinstance(args, str) and args not in ("()", "[]", ""):
+            if args.startswith("[") and args.endswith("]"):
+                args = f"({args[1:-1]})"
             label += args if args.startswith("(") else f"({args})"
             label = label.replace(",)", ")")
         job_id = uuid[:8]
@@ -717,7 +739,11 @@ class CelerySource(Source):
         elif kind == "task-failed":
             task = self._running(uuid, event, at, node)
             exception = str(event.get("exception") or "")
-            if exception.startswith(_LIMITS):
+            traceback = event.get("traceback")
+            if any(limit in exception for limit in _LIMITS) or (
+                # A hard time limit's error may come wrapped (ExceptionWithTraceback).
+                isinstance(traceback, str) and "TimeLimitExceeded" in traceback[-300:]
+            ):
                 assert task.slot is not None
                 self._end(task)
                 self._emit(
@@ -822,11 +848,13 @@ class CelerySource(Source):
 
     def _retire_if_asked(self, slot: str, at: float) -> None:
         view = self._state.workers.get(slot)
-        if view is not None and view.state is WorkerState.RETIRING:
-            for node in self._nodes.values():
-                if slot in node.slots and node.slots.index(slot) >= node.size:
-                    node.slots.remove(slot)
-                    self._emit(ev.WorkerStopped(seq=self._next(), at=at, worker_id=slot))
+        if view is None or view.state is not WorkerState.RETIRING:
+            return
+        for node in self._nodes.values():
+            if slot in node.slots and (not node.online or node.slots.index(slot) >= node.size):
+                node.slots.remove(slot)
+                self._emit(ev.WorkerStopped(seq=self._next(), at=at, worker_id=slot))
+                self._settle_offline(node, at)
 
     def _fail(self, task: _Task, at: float, error: ErrorInfo) -> bool:
         """End ``task`` as failed; True when the dashboard must resync (it never started)."""
@@ -908,9 +936,15 @@ class CelerySource(Source):
                 and now - node.heartbeat_at > node.freq * HEARTBEAT_WINDOW
             ):
                 self._node_gone(node, now, lost=True)
-            if node.online and node.shutdown_deadline is not None and now >= node.shutdown_deadline:
+            deadline = node.shutdown_deadline
+            if node.online and deadline is not None and now >= deadline:
+                # Past its countdown and still up: what it runs is terminated.
                 node.shutdown_deadline = None
                 self._spawn(self._terminate_running([node.name]))
+            elif self._finishing(node):
+                patience = (node.offline_at or now) + OFFLINE_PATIENCE
+                if now >= (patience if deadline is None else deadline):
+                    self._lose_all(node, now)
         shutdown = self._cluster_shutdown
         phase = self._state.phase
         if shutdown is not None and phase.is_shutting_down:
@@ -929,6 +963,15 @@ class CelerySource(Source):
                         queued=self._state.queued,
                     )
                 )
+
+    def _lose_all(self, node: _Node, at: float) -> None:
+        """An offline node's tasks that never ended (past its countdown or patience)."""
+        resync = False
+        for task in [t for t in self._tasks.values() if t.node == node.name and t.slot]:
+            resync |= self._lose(task, node, at, "went offline and the task never ended")
+        if resync:
+            self._resync_dashboard()
+        self._settle_offline(node, at)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -1043,11 +1086,14 @@ class CelerySource(Source):
                 continue
             pool = info.get("pool") or {}
             node.pool = _pool_kind(str(pool.get("implementation", "?")))
-            size = pool.get("max-concurrency")
+            # The processes it has now (max-concurrency stays what it started with).
+            processes = pool.get("processes")
+            size = len(processes) if isinstance(processes, list) and processes else None
+            if size is None:
+                size = pool.get("max-concurrency")
             scaler = info.get("autoscaler")
             if isinstance(scaler, dict) and isinstance(scaler.get("max"), int):
                 node.autoscale = (int(scaler.get("min", 0)), int(scaler["max"]))
-                size = len(pool.get("processes") or []) or size
             if node.heartbeat_at is None:
                 node.heartbeat_at = now
             if not node.online:
