@@ -197,8 +197,15 @@ class DemoCluster:
         """The full name of node ``name`` (``alpha@host``)."""
         return f"{name}@{socket.gethostname()}"
 
-    def start_node(self, name: str, *, pool: str = "prefork") -> subprocess.Popen[bytes]:
-        """Start one worker node (events on) named ``name@host``."""
+    def start_node(
+        self,
+        name: str,
+        *,
+        pool: str = "prefork",
+        concurrency: int | None = None,
+        extra: Sequence[str] = (),
+    ) -> subprocess.Popen[bytes]:
+        """Start one worker node (events on) named ``name@host`` (``extra``: more flags)."""
         assert self.broker is not None
         assert self._folder is not None
         env = {**os.environ, BROKER_ENV: self.broker}
@@ -215,7 +222,7 @@ class DemoCluster:
                 "-P",
                 pool,
                 "-c",
-                str(self.concurrency),
+                str(concurrency or self.concurrency),
                 "-n",
                 f"{name}@%h",
                 "--without-mingle",
@@ -223,6 +230,7 @@ class DemoCluster:
                 "-l",
                 "warning",
                 *self.extra,
+                *extra,
             ],
             env=env,
             stdout=log,

@@ -18,7 +18,6 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from pool import PoolPhase, WorkerState
-from tests.celery.conftest import wait_for_nodes
 from tui.app import WpoolApp, create_app
 from tui.sources.celery import CelerySource
 from tui.widgets.banner import Banner
@@ -33,7 +32,8 @@ Dashboard = tuple[CelerySource, WpoolApp, Pilot[int]]
 
 @asynccontextmanager
 async def dashboard(broker: str, *, read_only: bool = False) -> AsyncIterator[Dashboard]:
-    source = CelerySource.connect(broker, read_only=read_only)
+    # The nodes are on this machine: they answer inspect within milliseconds.
+    source = CelerySource.connect(broker, read_only=read_only, inspect_timeout=0.5)
     source.control_timeout = 2.0
     # Connected and resynced before the dashboard mounts, as the command does.
     await source.start()
@@ -43,10 +43,10 @@ async def dashboard(broker: str, *, read_only: bool = False) -> AsyncIterator[Da
 
 
 async def until(
-    pilot: Pilot[int], condition: Callable[[], bool], what: str, timeout: float = 20.0
+    pilot: Pilot[int], condition: Callable[[], bool], what: str, within: float = 20.0
 ) -> None:
-    """Let the app run until ``condition`` holds; fail with ``what`` past ``timeout``."""
-    deadline = time.monotonic() + timeout
+    """Let the app run until ``condition`` holds; fail with ``what`` past ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
@@ -99,9 +99,7 @@ def job_of(uuid: str) -> str:
     return uuid[:8]
 
 
-async def test_tasks_are_counted_by_how_they_ended(
-    broker: str, client: Any, cluster: Any
-) -> None:
+async def test_tasks_are_counted_by_how_they_ended(broker: str, client: Any, cluster: Any) -> None:
     async with dashboard(broker) as (source, app, pilot):
         await until(pilot, lambda: len(source.nodes) >= 2, "both nodes seen")
         for _ in range(2):
@@ -126,7 +124,7 @@ async def test_tasks_are_counted_by_how_they_ended(
         banner = text(app.query_one(Banner))
         assert "alpha@" in banner
         assert "prefork 2" in banner
-        assert "broker: celery 0 waiting" in banner
+        assert "broker: celery 0," in banner
 
 
 async def test_a_node_is_resized_with_plus_and_minus(
@@ -144,7 +142,6 @@ async def test_a_node_is_resized_with_plus_and_minus(
         await pilot.press("minus")
         await until(pilot, lambda: app.state.target_workers == before, "back to the size it had")
         assert len(slots_of(source, alpha)) == 2
-        await until(pilot, lambda: processes(client, alpha) == 2, "alpha has two processes")
 
 
 async def test_intake_is_paused_and_resumed_on_every_node(
@@ -157,7 +154,7 @@ async def test_intake_is_paused_and_resumed_on_every_node(
         result = client.send_task("demo.work", args=[0.1, 1])
         # No node takes it: it waits on the broker, as the banner says.
         await until(pilot, lambda: source.broker_depth.get("celery") == 1, "one task waiting")
-        assert "broker: celery 1 waiting" in text(app.query_one(Banner))
+        assert "broker: celery 1," in text(app.query_one(Banner))
         assert job_of(result.id) not in {v.job_id for v in app.state.workers.values()}
         await pilot.press("p")
         await until(pilot, lambda: app.state.phase is PoolPhase.RUNNING, "running again")
@@ -190,12 +187,9 @@ async def test_a_node_shuts_down_gracefully_while_its_task_finishes(
     broker: str, client: Any, cluster: Any
 ) -> None:
     gamma = cluster.node_name("gamma")
-    cluster.extra = ("--heartbeat-interval", "1", "-Q", "gamma")
-    cluster.start_node("gamma")
-    wait_for_nodes(client, [gamma])
     async with dashboard(broker) as (source, app, pilot):
         await until(pilot, lambda: source.nodes.get(gamma) is not None, "gamma seen")
-        job = job_of(client.send_task("demo.work", args=[6.0, 6], queue="gamma").id)
+        job = job_of(client.send_task("demo.work", args=[2.5, 5], queue="gamma").id)
         await until(pilot, lambda: running_on(app, job) is not None, "its task runs")
         slot = running_on(app, job)
         assert slot is not None
@@ -229,9 +223,6 @@ async def test_a_killed_node_shows_its_running_task_lost(
     broker: str, client: Any, cluster: Any
 ) -> None:
     delta = cluster.node_name("delta")
-    cluster.extra = ("--heartbeat-interval", "1", "-Q", "delta")
-    cluster.start_node("delta")
-    wait_for_nodes(client, [delta])
     async with dashboard(broker) as (source, app, pilot):
         await until(pilot, lambda: source.nodes.get(delta) is not None, "delta seen")
         job = job_of(client.send_task("demo.slow", args=[30.0], queue="delta").id)

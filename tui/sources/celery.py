@@ -262,6 +262,7 @@ class CelerySource(Source):
         wall_offset: float | None = None,
         receive: Callable[[CelerySource], threading.Thread] | None = None,
         control_timeout: float = CONTROL_TIMEOUT,
+        inspect_timeout: float = INSPECT_TIMEOUT,
     ) -> None:
         self._transport = transport
         self._title = title
@@ -270,6 +271,7 @@ class CelerySource(Source):
         self._wall_offset = time.time() - now() if wall_offset is None else wall_offset
         self._receive = receive
         self.control_timeout = control_timeout
+        self.inspect_timeout = inspect_timeout
         self._state = DashboardState()
         self._seq = 0
         self._feeds: list[_Feed] = []
@@ -304,7 +306,12 @@ class CelerySource(Source):
 
     @classmethod
     def connect(
-        cls, broker: str, *, app: str | None = None, read_only: bool = False
+        cls,
+        broker: str,
+        *,
+        app: str | None = None,
+        read_only: bool = False,
+        inspect_timeout: float = INSPECT_TIMEOUT,
     ) -> CelerySource:
         """The source for ``wpool-tui celery --broker URL [--app MODULE]``.
 
@@ -317,6 +324,7 @@ class CelerySource(Source):
             title=f"celery · {_safe_url(broker)}",
             read_only=read_only,
             receive=control.receiver,
+            inspect_timeout=inspect_timeout,
         )
 
     # --- what the dashboard reads ------------------------------------------------
@@ -1632,7 +1640,11 @@ class CeleryControl:
                     threading.Thread(target=watch, daemon=True).start()
                     source.thread_says("")
                     delay = 0.25
-                    receiver.capture(limit=None, timeout=None, wakeup=True)
+                    # Short drains: a closing source's thread sees the stop flag soon.
+                    for _ in receiver.consume(
+                        limit=None, timeout=None, safety_interval=0.25, wakeup=True
+                    ):
+                        pass
             except Exception as exc:  # kombu raises its transports' own errors
                 # Told in the banner, then tried again: a monitor outlives its broker's restarts.
                 source.thread_says(
