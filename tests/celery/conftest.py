@@ -23,8 +23,6 @@ import pytest
 DB = 11
 """The Redis database these tests own (emptied after them)."""
 
-celery = pytest.importorskip("celery", reason="celery is not installed (the [celery] extra)")
-
 
 def _answers(port: int) -> bool:
     try:
@@ -44,7 +42,11 @@ def _skip(reason: str) -> None:
 @pytest.fixture(scope="session")
 def broker() -> Iterator[str]:
     """A Redis broker's URL (database 11), emptied after the session."""
-    from tui.celery_demo import free_port, start_redis
+    try:
+        from tui.celery_demo import free_port, start_redis
+    except ImportError:
+        _skip("celery is not installed (pip install 'wpool-tui[celery]')")
+        raise
 
     process = None
     if _answers(6379):
@@ -80,6 +82,8 @@ def _flush(url: str) -> None:
 @pytest.fixture(scope="session")
 def client(broker: str) -> Any:
     """A Celery app that sends tasks to the test broker (as any program would)."""
+    import celery
+
     app = celery.Celery("tests", broker=broker, set_as_current=False)
     app.conf.task_send_sent_event = True
     yield app

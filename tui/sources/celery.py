@@ -139,6 +139,7 @@ class _Node:
     freq: float = 2.0
     pool: str = "?"
     size: int = 0
+    known_size: int = 0
     autoscale: tuple[int, int] | None = None
     queues: tuple[str, ...] = ("celery",)
     registered: tuple[str, ...] = ()
@@ -550,9 +551,9 @@ class CelerySource(Source):
             node.offline_at = None
             node.stopping = False
             node.shutdown_deadline = None
-            if node.size == 0 and not node.slots:
-                node.size = max(1, int(event.get("active", 0) or 0))
-            self._set_slots(node, node.size, at)
+            # The size it had before it went (a resync from inspect corrects it).
+            size = node.size or node.known_size or max(1, int(event.get("active", 0) or 0))
+            self._set_slots(node, size, at)
             self._request_resync(name)
         elif kind == "worker-heartbeat":
             if node.pool == "?":
@@ -637,6 +638,7 @@ class CelerySource(Source):
                 node.slots.remove(slot)
                 self._emit(ev.WorkerStopped(seq=self._next(), at=at, worker_id=slot))
         before = self._state.target_workers
+        node.known_size = node.size
         node.size = 0
         self._retarget(at, before)
         if resync:
@@ -1081,7 +1083,9 @@ class CelerySource(Source):
         limit = None if nodes is None else list(nodes)
 
         def ask(command: str) -> Any:
-            return asyncio.to_thread(transport.broadcast, command, {}, limit, True, INSPECT_TIMEOUT)
+            return asyncio.to_thread(
+                transport.broadcast, command, {}, limit, True, self.inspect_timeout
+            )
 
         answers = await asyncio.gather(
             ask("stats"), ask("active"), ask("reserved"), ask("registered"), ask("active_queues")
@@ -1089,33 +1093,31 @@ class CelerySource(Source):
         stats, active, reserved, registered, queues = (_by_node(a) for a in answers)
         now = self._now()
         for name, info in stats.items():
-            node = self._node(name)
             if not isinstance(info, dict):
                 continue
             pool = info.get("pool") or {}
-            node.pool = _pool_kind(str(pool.get("implementation", "?")))
             # The processes it has now (max-concurrency stays what it started with).
             processes = pool.get("processes")
             size = len(processes) if isinstance(processes, list) and processes else None
             if size is None:
                 size = pool.get("max-concurrency")
             scaler = info.get("autoscaler")
+            autoscale = None
             if isinstance(scaler, dict) and isinstance(scaler.get("max"), int):
-                node.autoscale = (int(scaler.get("min", 0)), int(scaler["max"]))
-            if node.heartbeat_at is None:
-                node.heartbeat_at = now
-            if not node.online:
-                node.online = True
-                node.lost = False
-            if isinstance(size, int):
-                self._set_slots(node, size, now)
+                autoscale = (int(scaler.get("min", 0)), int(scaler["max"]))
+            self.describe_node(
+                name,
+                pool=_pool_kind(str(pool.get("implementation", "?"))),
+                size=size if isinstance(size, int) else None,
+                autoscale=autoscale,
+            )
         for name, names in registered.items():
             if isinstance(names, list):
-                self._node(name).registered = tuple(str(n).split(" ")[0] for n in names)
+                self.describe_node(name, registered=[str(n).split(" ")[0] for n in names])
         for name, found in queues.items():
             if isinstance(found, list):
-                self._node(name).queues = tuple(
-                    str(q.get("name")) for q in found if isinstance(q, dict)
+                self.describe_node(
+                    name, queues=[str(q.get("name")) for q in found if isinstance(q, dict)]
                 )
         for name, found in reserved.items():
             for item in found if isinstance(found, list) else []:
@@ -1132,6 +1134,36 @@ class CelerySource(Source):
                 task = self._task(uuid, _as_event(item), at)
                 if task.slot is None:
                     self._start(task, self._node(name), at)
+
+    def describe_node(
+        self,
+        name: str,
+        *,
+        pool: str | None = None,
+        size: int | None = None,
+        autoscale: tuple[int, int] | None = None,
+        registered: Iterable[str] | None = None,
+        queues: Iterable[str] | None = None,
+    ) -> None:
+        """What ``inspect`` told of node ``name`` (it answered: it is up)."""
+        node = self._node(name)
+        now = self._now()
+        if node.heartbeat_at is None:
+            node.heartbeat_at = now
+        if not node.online:
+            node.online = True
+            node.lost = False
+            node.offline_at = None
+        if pool is not None:
+            node.pool = pool
+        if autoscale is not None:
+            node.autoscale = autoscale
+        if registered is not None:
+            node.registered = tuple(registered)
+        if queues is not None:
+            node.queues = tuple(queues)
+        if size is not None:
+            self._set_slots(node, size, now)
 
     async def close(self) -> None:
         """Stop listening (the cluster goes on)."""
