@@ -1109,7 +1109,11 @@ def celery_main(argv: Sequence[str]) -> int:
     if failed is not None:
         print(f"wpool-tui celery: error: {failed}", file=sys.stderr)
         return 2
-    print(f"wpool-tui: left {source.title}")
+    print(
+        f"wpool-tui: left {source.title} (the cluster goes on)"
+        if cluster is None
+        else "wpool-tui: stopped the demo cluster"
+    )
     return 0
 
 

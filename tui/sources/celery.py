@@ -332,8 +332,8 @@ class CelerySource(Source):
 
     @property
     def title(self) -> str:
-        up = sum(1 for n in self._nodes.values() if n.online)
-        return f"{self._title} · {up} node{'s' if up != 1 else ''} up"
+        # The nodes change; the header is drawn once: they are told in the banner.
+        return self._title
 
     @property
     def status(self) -> str:
