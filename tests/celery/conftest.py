@@ -93,16 +93,16 @@ def client(broker: str) -> Any:
 @pytest.fixture(scope="module")
 def cluster(broker: str, client: Any) -> Iterator[Any]:
     """Real worker nodes (prefork, events on, a heartbeat a second): alpha and beta
-    (two processes each) on the default queue; gamma and delta (one each) on queues
-    of their own."""
+    (two processes each) on the default queue; gamma (prefork) and delta (threads),
+    one each, on queues of their own."""
     from tui.celery_demo import DemoCluster
 
     nodes = DemoCluster(broker, nodes=("alpha", "beta"), extra=("--heartbeat-interval", "1"))
     nodes.start()
     # Two more, one process each, each on a queue of its own: one test shuts
     # gamma down, another kills delta. Started now, with the others, in parallel.
-    for name in ("gamma", "delta"):
-        nodes.start_node(name, concurrency=1, extra=("-Q", name))
+    nodes.start_node("gamma", concurrency=1, extra=("-Q", "gamma"))
+    nodes.start_node("delta", pool="threads", concurrency=1, extra=("-Q", "delta"))
     try:
         wait_for_nodes(client, [nodes.node_name(n) for n in nodes.workers])
         yield nodes

@@ -38,7 +38,7 @@ async def dashboard(broker: str, *, read_only: bool = False) -> AsyncIterator[Da
     # Connected and resynced before the dashboard mounts, as the command does.
     await source.start()
     app = create_app(source, animate=False, read_only=read_only)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         yield source, app, pilot
 
 
@@ -68,6 +68,11 @@ def log_text(app: WpoolApp) -> str:
 def panel_of(app: WpoolApp, worker_id: str) -> str:
     panel = app.query_one(f"#worker-{worker_id}", WorkerPanel)
     return f"{panel.border_title}\n{text(panel)}"
+
+
+def toasts(app: WpoolApp) -> str:
+    """The notifications on screen."""
+    return "\n".join(str(toast.render()) for toast in app.screen.query("Toast"))
 
 
 def slots_of(source: CelerySource, node: str) -> list[str]:
@@ -219,12 +224,19 @@ async def test_a_node_shuts_down_gracefully_while_its_task_finishes(
     cluster.workers["gamma"].wait(10)
 
 
-async def test_a_killed_node_shows_its_running_task_lost(
+async def test_a_threads_node_refuses_to_resize_then_killed_shows_its_task_lost(
     broker: str, client: Any, cluster: Any
 ) -> None:
     delta = cluster.node_name("delta")
     async with dashboard(broker) as (source, app, pilot):
         await until(pilot, lambda: source.nodes.get(delta) is not None, "delta seen")
+        await until(pilot, lambda: source.nodes[delta].pool == "thread", "delta's stats")
+        before = app.state.target_workers
+        await select(pilot, slots_of(source, delta)[0])
+        await pilot.press("plus")
+        await until(pilot, lambda: "refused pool_grow" in toasts(app), "the refusal shown")
+        assert "a thread pool cannot be resized" in toasts(app)
+        assert app.state.target_workers == before
         job = job_of(client.send_task("demo.slow", args=[30.0], queue="delta").id)
         await until(pilot, lambda: running_on(app, job) is not None, "its task runs")
         slot = running_on(app, job)

@@ -100,6 +100,9 @@ GROW_ROOM: Final = 32
 
 _LIMITS = ("TimeLimitExceeded", "SoftTimeLimitExceeded")
 
+_FIXED = ("threads", "thread", "solo")
+"""Pools Celery cannot grow or shrink (``pool_grow`` and ``pool_shrink`` fail on them)."""
+
 _LOST_SLOT = "lost-before-start"
 """The panel a task lost before it started is failed on (resynced away at once)."""
 
@@ -1233,7 +1236,13 @@ class CelerySource(Source):
                     f"{node}: no answer within {self.control_timeout:g}s (unanswered, not done)"
                 )
             elif "error" in answer:
-                refused.append(f"{node} refused {command}: {answer['error']}")
+                why = f"{node} refused {command}: {answer['error']}"
+                known = self._nodes.get(node)
+                if command.startswith("pool_") and known is not None and known.pool in _FIXED:
+                    why += (
+                        f" (a {known.pool} pool cannot be resized: prefork, eventlet, gevent can)"
+                    )
+                refused.append(why)
             else:
                 out[node] = str(answer.get("ok", answer))
         if refused:
