@@ -302,15 +302,14 @@ async def feed(broker: str, every: float = 1.5, seed: int = 7) -> None:
 
     app.conf.broker_url = broker
     rng = random.Random(seed)
-    names = [name for name, _, weight in _MIX for _ in range(weight)]
-    args = {name: a for name, a, _ in _MIX}
+    mix = [(name, args) for name, args, weight in _MIX for _ in range(weight)]
     slow_sent = -30.0
     while True:
         await asyncio.sleep(every)
-        name = rng.choice(names)
+        name, args = rng.choice(mix)
         if name == "demo.slow":
             if time.monotonic() - slow_sent < 30:
-                name = "demo.work"
+                name, args = "demo.work", [1.5]
             else:
                 slow_sent = time.monotonic()
-        await asyncio.to_thread(app.send_task, name, args=args[name])
+        await asyncio.to_thread(app.send_task, name, args=args)

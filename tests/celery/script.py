@@ -39,11 +39,14 @@ class ScriptedControl:
         destination: Any,
         reply: bool,
         timeout: float,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         self.sent.append(
             (command, dict(arguments), None if destination is None else list(destination))
         )
         if command in ("stats", "active", "reserved", "registered", "active_queues"):
+            return []
+        if not reply:
             return []
         answer = self.answers.get(command, {"ok": "done"})
         if answer is None:

@@ -319,7 +319,8 @@ class TestControls:
         sent = [
             (c, a, d)
             for c, a, d in control.sent
-            if c not in ("stats", "active", "reserved", "registered", "active_queues")
+            if c
+            not in ("stats", "active", "reserved", "registered", "active_queues", "enable_events")
         ]
         assert sent == [
             ("pool_grow", {"n": 2}, [B]),

@@ -20,9 +20,7 @@ from textual.pilot import Pilot
 from pool import Handler, Job, JobContext, ManualClock, Pool, RetryPolicy
 from pool import events as ev
 from pool.commands import ShellCommands
-from tests.celery.script import Script, ScriptedControl
 from tui.app import WpoolApp, create_app
-from tui.sources.celery import CelerySource
 from tui.sources.recording import Recorder, Recording, ReplaySource
 
 START = 1000.0
@@ -400,6 +398,11 @@ def _into_the_countdown(source: ReplaySource) -> None:
     started = next(e for e in source.recording.events if isinstance(e, ev.ShutdownStarted))
     source.seek(started.at + 2.0)
 
+
+# Imported here, not at the top: the tracebacks pictured above quote this file's
+# line numbers, which lines added before them would move.
+from tests.celery.script import Script, ScriptedControl  # noqa: E402
+from tui.sources.celery import CelerySource  # noqa: E402
 
 CelerySteps = Callable[[Script, CelerySource], Awaitable[None]]
 

@@ -119,8 +119,10 @@ class ControlTransport(Protocol):
         destination: Sequence[str] | None,
         reply: bool,
         timeout: float,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Send ``command``; the replies received within ``timeout``."""
+        """Send ``command`` (to ``destination``, or every node); the replies received
+        within ``timeout``, or once ``limit`` (default: as many as destinations) came."""
         ...
 
     def send_task(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
@@ -148,6 +150,7 @@ class _Node:
     registered: tuple[str, ...] = ()
     slots: list[str] = field(default_factory=list)
     lost: bool = False
+    events_seen: bool = False
     offline_at: float | None = None
     shutdown_deadline: float | None = None
     stopping: bool = False
@@ -349,7 +352,7 @@ class CelerySource(Source):
     @property
     def payload_hint(self) -> str:
         names = ", ".join(sorted(self._registered())) or "none known yet"
-        return f"Task and its JSON arguments, e.g. NAME [1, 2] ({names}):"
+        return f"Task and its JSON arguments (NAME [1, 2]), one of:\n{names}"
 
     @property
     def max_workers(self) -> int:
@@ -445,8 +448,10 @@ class CelerySource(Source):
             running = sum(1 for t in self._tasks.values() if t.slot and t.node == node.name)
             if node.lost:
                 what = "LOST (no heartbeat)"
-            elif not node.online:
+            elif not node.online and node.shutdown_deadline is None:
                 what = f"offline, finishing {running} running" if running else "offline"
+            elif not node.online:
+                what = "offline"
             else:
                 age = (
                     "?"
@@ -455,9 +460,11 @@ class CelerySource(Source):
                 )
                 kind = node.pool if node.autoscale is None else f"{node.pool} autoscale"
                 what = f"{kind} {node.size} ♥{age}"
+                if not node.events_seen:
+                    what += " (no events yet: started without -E?)"
             if node.shutdown_deadline is not None:
                 left = max(0.0, node.shutdown_deadline - now)
-                what += f" SHUTTING DOWN {left:.1f}s left, {running} running"
+                what += f", SHUTTING DOWN {left:.1f}s left, {running} running"
             parts.append(f"{node.name} {what}")
         line = "nodes: " + (" · ".join(parts) if parts else "none seen yet")
         if self._broker:
@@ -537,6 +544,7 @@ class CelerySource(Source):
         at = self._at(event)
         known = name in self._nodes
         node = self._node(name)
+        node.events_seen = True
         freq = event.get("freq")
         if isinstance(freq, int | float) and freq > 0:
             node.freq = float(freq)
@@ -555,8 +563,10 @@ class CelerySource(Source):
             node.stopping = False
             node.shutdown_deadline = None
             # The size it had before it went (a resync from inspect corrects it).
-            size = node.size or node.known_size or max(1, int(event.get("active", 0) or 0))
-            self._set_slots(node, size, at)
+            size = node.size or node.known_size
+            if size or self._transport is None:
+                self._set_slots(node, size or max(1, int(event.get("active", 0) or 0)), at)
+            # Else its panels come with its stats, all at once (a group on screen).
             self._request_resync(name)
         elif kind == "worker-heartbeat":
             if node.pool == "?":
@@ -945,6 +955,7 @@ class CelerySource(Source):
         for node in list(self._nodes.values()):
             if (
                 node.online
+                and node.events_seen  # a node that sends none (no -E) has no heartbeat to lose
                 and node.heartbeat_at is not None
                 and now - node.heartbeat_at > node.freq * HEARTBEAT_WINDOW
             ):
@@ -1038,6 +1049,11 @@ class CelerySource(Source):
         if self._receive is not None:
             self._thread = self._receive(self)
         if self._transport is not None:
+            if not self.read_only:
+                # As Flower does: a node started without -E sends events from now on.
+                await asyncio.to_thread(
+                    self._transport.broadcast, "enable_events", {}, None, False, 0.0
+                )
             await self.resync()
         self._ticker = asyncio.ensure_future(self._tick_forever())
 
@@ -1327,6 +1343,9 @@ class CelerySource(Source):
         if task is None:
             raise SourceError(f"{job_id} is not running or queued")
         terminate = task.revoke_asked and task.slot is not None
+        up = sum(1 for n in self._nodes.values() if n.online)
+        # To every node (one that receives it later must know it is revoked);
+        # answered once the nodes up have.
         replies = await asyncio.to_thread(
             transport.broadcast,
             "revoke",
@@ -1334,6 +1353,7 @@ class CelerySource(Source):
             None,
             True,
             self.control_timeout,
+            up or None,
         )
         if not _by_node(replies):
             raise SourceError(
@@ -1597,9 +1617,17 @@ class CeleryControl:
                 module = importlib.import_module(app.split(":")[0])
             except ImportError as exc:
                 raise SourceError(f"cannot import the app {app!r}: {exc}") from None
-            found = getattr(module, app.split(":")[1] if ":" in app else "app", None)
-            if not isinstance(found, celery.Celery):
-                raise SourceError(f"{app!r} has no Celery app named app")
+            names = [app.split(":")[1]] if ":" in app else ["app", "celery"]
+            found = next(
+                (
+                    getattr(module, n)
+                    for n in names
+                    if isinstance(getattr(module, n, None), celery.Celery)
+                ),
+                None,
+            )
+            if found is None:
+                raise SourceError(f"{app!r} has no Celery app named {' or '.join(names)}")
             self.app = found
             self.app.conf.broker_url = broker
         else:
@@ -1628,8 +1656,10 @@ class CeleryControl:
         destination: Sequence[str] | None,
         reply: bool,
         timeout: float,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        limit = len(destination) if destination and reply else None
+        if limit is None and destination and reply:
+            limit = len(destination)
         result = self.app.control.broadcast(
             command,
             arguments=arguments,
