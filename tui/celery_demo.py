@@ -86,6 +86,18 @@ def limited(seconds: float = 5.0) -> float:
     return seconds
 
 
+@app.task(bind=True, name="demo.hold")
+def hold(self: Task[Any, Any], path: str, limit: float = 60.0) -> str:
+    """Run until the file ``path`` exists (a test hands it over), at most ``limit`` s."""
+    deadline = time.monotonic() + limit
+    _progress(self, 0.0, "holding")
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {limit:g}s")
+        time.sleep(0.02)
+    return path
+
+
 @app.task(name="demo.noop")
 def noop() -> None:
     """Nothing: for floods of events (the benchmark)."""

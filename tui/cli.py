@@ -1097,8 +1097,12 @@ def celery_main(argv: Sequence[str]) -> int:
             finally:
                 if feeder is not None:
                     feeder.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await feeder
+                    await asyncio.wait([feeder])  # its cancellation, not ours
+                    if not feeder.cancelled() and feeder.exception() is not None:
+                        print(
+                            f"wpool-tui celery --demo: the feeder failed: {feeder.exception()!r}",
+                            file=sys.stderr,
+                        )
             return None
 
         failed = run_loop(watch())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,12 +190,14 @@ async def test_a_task_is_revoked_then_terminated(broker: str, client: Any, clust
 
 
 async def test_a_node_shuts_down_gracefully_while_its_task_finishes(
-    broker: str, client: Any, cluster: Any
+    broker: str, client: Any, cluster: Any, tmp_path: Path
 ) -> None:
     gamma = cluster.node_name("gamma")
     async with dashboard(broker) as (source, app, pilot):
         await until(pilot, lambda: source.nodes.get(gamma) is not None, "gamma seen")
-        job = job_of(client.send_task("demo.work", args=[2.5, 5], queue="gamma").id)
+        # It runs until the test hands it the file: the shutdown is sure to find it running.
+        done = tmp_path / "done"
+        job = job_of(client.send_task("demo.hold", args=[str(done)], queue="gamma").id)
         await until(pilot, lambda: running_on(app, job) is not None, "its task runs")
         slot = running_on(app, job)
         assert slot is not None
@@ -208,6 +211,7 @@ async def test_a_node_shuts_down_gracefully_while_its_task_finishes(
         assert "nodes still up:" in banner
         assert gamma in banner.split("nodes still up:")[1]
         assert app.state.workers[slot].state is WorkerState.RETIRING
+        done.touch()
         # Celery says offline as its warm shutdown begins; the task runs on to its end.
         await until(
             pilot,

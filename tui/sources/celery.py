@@ -38,7 +38,6 @@ when a source connects: the rest of ``tui`` runs without it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import threading
@@ -1013,8 +1012,12 @@ class CelerySource(Source):
         ]
         try:
             self._broker = await asyncio.to_thread(transport.queue_lengths, queues)
-        except (OSError, ConnectionError) as exc:
-            self._status = f"broker: cannot read the queue lengths: {exc}"
+        except Exception as exc:  # redis-py and kombu raise their own errors
+            # Told in the banner; the next reading tries again.
+            self._status = f"broker: cannot read the queue lengths: {type(exc).__name__}: {exc}"
+        else:
+            if self._status.startswith("broker: "):
+                self._status = ""
 
     # --- starting, resyncing, closing ------------------------------------------------
 
@@ -1055,7 +1058,7 @@ class CelerySource(Source):
                     self._transport.broadcast, "enable_events", {}, None, False, 0.0
                 )
             await self.resync()
-        self._ticker = asyncio.ensure_future(self._tick_forever())
+        self._ticker = self._spawn(self._tick_forever())
 
     def check_broker(self) -> None:
         """Reach the broker once (blocking: call it in a thread).
@@ -1187,13 +1190,13 @@ class CelerySource(Source):
     async def close(self) -> None:
         """Stop listening (the cluster goes on)."""
         self._stop_flag.set()
-        ticker, self._ticker = self._ticker, None
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-        for task in list(self._tasks_running):
+        self._ticker = None
+        running = list(self._tasks_running)
+        for task in running:
             task.cancel()
+        if running:
+            # Only theirs: a cancellation of close() itself goes on up.
+            await asyncio.wait(running)
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join, 5.0)
