@@ -728,11 +728,14 @@ class WpoolApp(App[int]):
 
     async def _cancel(self, job_id: str) -> None:
         try:
-            done = await self.source.cancel(job_id)
+            live = await self.source.cancel(job_id)
         except (PoolError, SourceError) as exc:
             self.notify(plain(str(exc), limit=500), severity="warning", markup=False)
         else:
-            self.notify(plain(done, limit=500), markup=False)
+            said = (
+                f"cancelling {job_id} (c again: harder)" if live else f"{job_id} had already ended"
+            )
+            self.notify(plain(said, limit=300), markup=False)
         self.refresh_now()
 
     def action_details(self) -> None:

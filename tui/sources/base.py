@@ -184,8 +184,9 @@ class Source(abc.ABC):
         """Begin the graceful shutdown of one part only; the rest goes on."""
         raise SourceError("this source cannot shut down a part of itself")
 
-    async def cancel(self, job_id: str) -> str:
-        """Cancel a job (again: harder); returns what was done, for the operator."""
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job (asked again, harder where the source can:
+        a Celery task is terminated); False when it had already ended."""
         raise SourceError("this source cannot cancel jobs")
 
     async def dead_letters(self) -> tuple[DeadLetter, ...]:

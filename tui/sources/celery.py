@@ -310,6 +310,9 @@ class CelerySource(Source):
         self.folded = 0
         """Celery events folded so far (the benchmark reads it)."""
 
+    remote = True
+    """The cluster goes on when the dashboard leaves."""
+
     @classmethod
     def connect(
         cls,
@@ -1338,13 +1341,18 @@ class CelerySource(Source):
                 )
             )
 
-    async def cancel(self, job_id: str) -> str:
-        """Revoke a task; asked again, terminate it (SIGTERM to its process)."""
+    async def cancel(self, job_id: str) -> bool:
+        """Revoke a task; asked again, terminate it (SIGTERM to its process).
+
+        A running task that is only revoked runs on to its end (Celery stops
+        only tasks that have not started): its panel says it is cancelling.
+        Returns False when the task had already ended.
+        """
         transport = self._send_check()
         uuid = self._by_job.get(job_id, job_id)
         task = self._tasks.get(uuid)
         if task is None:
-            raise SourceError(f"{job_id} is not running or queued")
+            return False
         terminate = task.revoke_asked and task.slot is not None
         up = sum(1 for n in self._nodes.values() if n.online)
         # To every node (one that receives it later must know it is revoked);
@@ -1363,10 +1371,9 @@ class CelerySource(Source):
                 f"revoke {job_id}: no node answered within {self.control_timeout:g}s "
                 "(unanswered, not done)"
             )
+        already = task.revoke_asked
         task.revoke_asked = True
-        if terminate:
-            return f"terminating {job_id}"
-        if task.slot is not None:
+        if task.slot is not None and not already:
             self._emit(
                 ev.JobCancelRequested(
                     seq=self._next(),
@@ -1376,8 +1383,7 @@ class CelerySource(Source):
                     reason="cancel",
                 )
             )
-            return f"revoked {job_id}: it runs on until it ends; c again terminates it"
-        return f"revoked {job_id}: it will not run"
+        return True
 
     async def shutdown(self, grace: float | None, drain: bool, cancel_grace: float | None) -> None:
         """Warm shutdown of every node up; again, skip ahead (terminate what runs)."""
