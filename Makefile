@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) from pyproject.toml" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
-	@$(BIN)/python -m pip install --quiet -e '.[test,bench]' >&2
+	@$(BIN)/python -m pip install --quiet -e '.[test,bench,celery]' >&2
 	@touch $(STAMP)
 
 lint: $(STAMP)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from . import dashboard, dispatch, jobfile, latency, memory, service, shutdown, terminal
+from . import celery, dashboard, dispatch, jobfile, latency, memory, service, shutdown, terminal
 from .measure import FULL, TINY, Line, Sizes
 from .report import page, table
 
@@ -25,6 +25,7 @@ SUITES: dict[str, Callable[[Sizes], Awaitable[list[Line]]]] = {
     "terminal": terminal.run,
     "jobfile": jobfile.run,
     "service": service.run,
+    "celery": celery.run,
 }
 """Every benchmark, in the order the table shows them."""
 

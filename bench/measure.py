@@ -67,6 +67,11 @@ class Sizes:
     """Readers attached at once in the many-readers run."""
     request_interval: float = 0.05
     """Seconds between two control requests while their latency is measured."""
+    celery_tasks: int = 3_000
+    """No-op tasks of the Celery flood (each makes four events: sent, received,
+    started, succeeded)."""
+    celery_lag_tasks: int = 200
+    """Short tasks, sent at a steady pace, whose end-to-row lag is measured."""
 
 
 FULL = Sizes()
@@ -96,6 +101,8 @@ TINY = Sizes(
     service_workers=2,
     service_readers=3,
     request_interval=0.02,
+    celery_tasks=40,
+    celery_lag_tasks=10,
 )
 """Sizes small enough for a test: every benchmark runs, none of its figures means much."""
 

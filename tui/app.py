@@ -120,6 +120,7 @@ class WpoolApp(App[int]):
         Binding("p", "resume", "Resume", id="resume", priority=True),
         Binding("slash", "filter", "Filter", id="filter", key_display="/", priority=True),
         Binding("f", "failed", "Failed", id="failed", priority=True),
+        Binding("c", "cancel_job", "Cancel job", id="cancel-job", show=False, priority=True),
         Binding("s", "shutdown", "Shutdown", id="shutdown", priority=True),
         Binding("s", "escalate", "Next phase", id="escalate", priority=True),
         Binding("question_mark", "help", "Help", id="help", key_display="?", priority=True),
@@ -151,7 +152,7 @@ class WpoolApp(App[int]):
         "resume": Control.PAUSE,
         "shutdown": Control.SHUTDOWN,
         "escalate": Control.SHUTDOWN,
-        "cancel": Control.CANCEL,
+        "cancel_job": Control.CANCEL,
     }
     """The control of the source that each action needs."""
 
@@ -159,7 +160,17 @@ class WpoolApp(App[int]):
     """Actions only a replay has."""
 
     _CONTROLS = frozenset(
-        {"add_jobs", "grow", "shrink", "resize", "pause", "resume", "shutdown", "escalate"}
+        {
+            "add_jobs",
+            "grow",
+            "shrink",
+            "resize",
+            "pause",
+            "resume",
+            "shutdown",
+            "escalate",
+            "cancel_job",
+        }
     )
     """Actions that change the pool's work: none in read-only mode."""
 
@@ -189,6 +200,7 @@ class WpoolApp(App[int]):
             "step",
             "jump",
             "next_mark",
+            "cancel_job",
         }
     )
     """Priority bindings that belong to the dashboard itself, not to a dialog over it."""
@@ -497,7 +509,7 @@ class WpoolApp(App[int]):
             return phase is PoolPhase.PAUSED
         if action == "escalate":
             return phase in NEXT_STEP
-        if action == "freeze":
+        if action in ("freeze", "cancel_job"):
             return not phase.is_final
         return True
 
@@ -554,7 +566,11 @@ class WpoolApp(App[int]):
             )
             return
         status = source.status
-        banner.say(Text(f" {plain(status, limit=300)}") if status else None, warning=True)
+        note = "" if status else source.note
+        if note:
+            banner.say(Text("\n".join(f" {plain(line, limit=300)}" for line in note.splitlines())))
+        else:
+            banner.say(Text(f" {plain(status, limit=300)}") if status else None, warning=True)
         if status != self._status_shown:
             self._status_shown = status
             self._show_title()
@@ -584,7 +600,10 @@ class WpoolApp(App[int]):
     def action_add_jobs(self) -> None:
         """Ask how many jobs to add (and, for a service, their payload), then submit them."""
         asks_payload = not isinstance(self.source, LocalSource)
-        self.push_screen(AddJobsScreen(with_payload=asks_payload), self._add_jobs)
+        self.push_screen(
+            AddJobsScreen(with_payload=asks_payload, payload_label=self.source.payload_hint),
+            self._add_jobs,
+        )
 
     def _add_jobs(self, wanted: JobsToAdd | None) -> None:
         if wanted is not None:
@@ -604,18 +623,33 @@ class WpoolApp(App[int]):
         # quick presses must add up.
         return self.state.target_workers if self._want_target is None else self._want_target
 
+    def _aim(self) -> None:
+        """Tell the source which panel is selected: a Celery source resizes its node."""
+        self.source.aim(self.query_one(WorkerGrid).selected)
+
+    def _focused_part(self) -> str | None:
+        """The part of the source (a Celery node) whose panel is selected, while the
+        worker grid has the focus; else None (the whole source)."""
+        grid = self.query_one(WorkerGrid)
+        if not grid.has_focus or grid.selected is None:
+            return None
+        return self.source.part_of(grid.selected)
+
     def action_grow(self) -> None:
         """Add one worker."""
+        self._aim()
         if self._target() < self.source.max_workers:
             self._resize(self._target() + 1)
 
     def action_shrink(self) -> None:
         """Retire one worker (idle first; a busy one finishes its job)."""
+        self._aim()
         if self._target() > 0:
             self._resize(self._target() - 1)
 
     def action_resize(self) -> None:
         """Ask for the pool's size."""
+        self._aim()
         self.push_screen(
             ResizeScreen(
                 target=self._target(),
@@ -717,6 +751,25 @@ class WpoolApp(App[int]):
             return
         self.notify(plain(f"resubmitted {job_id}", limit=500), markup=False)
 
+    def action_cancel_job(self) -> None:
+        """Cancel the selected worker's job (again: harder, as the source can)."""
+        grid = self.query_one(WorkerGrid)
+        view = self.state.workers.get(grid.selected) if grid.selected is not None else None
+        if view is None or view.job_id is None:
+            self.notify("tab to a worker running a job, then c", markup=False)
+            return
+        self._spawn(self._cancel(view.job_id))
+
+    async def _cancel(self, job_id: str) -> None:
+        try:
+            live = await self.source.cancel(job_id)
+        except (PoolError, SourceError) as exc:
+            self.notify(plain(str(exc), limit=500), severity="warning", markup=False)
+        else:
+            said = f"cancelling {job_id}" if live else f"{job_id} had already ended"
+            self.notify(plain(said, limit=300), markup=False)
+        self.refresh_now()
+
     def action_details(self) -> None:
         """Details of the selected worker's job, or of the selected log row's job."""
         focused = self.focused
@@ -781,19 +834,14 @@ class WpoolApp(App[int]):
                     result=Result(view.result) if view.has_result else None,
                 ),
                 can_cancel=view.state in ("queued", "running")
-                and self._available("cancel") is True,
+                and self._available("cancel_job") is True,
             ),
-            lambda wanted: self._cancel_job(job_id) if wanted else None,
+            lambda wanted: self._cancel_after_detail(job_id, wanted),
         )
 
-    def _cancel_job(self, job_id: str) -> None:
-        async def cancel() -> None:
-            if await self.source.cancel(job_id):
-                self.notify(plain(f"cancelling {job_id}", limit=300), markup=False)
-            else:
-                self.notify(plain(f"{job_id} had already ended", limit=300), markup=False)
-
-        self._act(cancel())
+    def _cancel_after_detail(self, job_id: str, wanted: bool | None) -> None:
+        if wanted:
+            self._spawn(self._cancel(job_id))
 
     # --- a replay's playback -------------------------------------------------------------
 
@@ -869,9 +917,21 @@ class WpoolApp(App[int]):
         self.escalate()
 
     def action_shutdown(self) -> None:
-        """Begin a graceful shutdown, after a confirmation."""
+        """Begin a graceful shutdown, after a confirmation (of the selected panel's
+        node alone, for a source of parts, a Celery cluster, while the grid has the focus)."""
         if self._shutting_down():
             self.escalate()
+            return
+        part = self._focused_part()
+        if part is not None:
+            self.push_screen(
+                ConfirmShutdownScreen(
+                    grace=self.grace, cancel_grace=self._cancel_grace(), title=f"Shut down {part}?"
+                ),
+                lambda choice: None
+                if choice is None
+                else self._act(self.source.shutdown_part(part, choice.grace)),
+            )
             return
         self.push_screen(
             ConfirmShutdownScreen(grace=self.grace, cancel_grace=self._cancel_grace()),
@@ -1073,6 +1133,7 @@ _PALETTE_HELP = {
     "log": "Put the focus on the job log",
     "failed": "Show failed jobs (dead letters)",
     "details": "Details of the selected job",
+    "cancel_job": "Cancel the selected worker's job (a Celery task: again, terminate it)",
     "shutdown": "Graceful shutdown",
     "escalate": "Skip the shutdown to its next phase",
     "quit_app": "Quit (offers a graceful shutdown)",
@@ -1101,6 +1162,7 @@ _HELP: dict[str, tuple[str, str]] = {
     "freeze": ("freeze the view (events are still read)", "until stopped"),
     "log": ("the log: up or home holds it, end or G follows the newest", ""),
     "details": ("details of the selected worker's job or log row", ""),
+    "cancel_job": ("cancel the selected worker's job (a Celery task: again, terminate)", ""),
     "interrupt": ("graceful shutdown, then quit; again: skip ahead", ""),
     "play_pause": ("pause the replay, or play it on", ""),
     "slower": ("play slower", ""),

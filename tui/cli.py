@@ -1018,7 +1018,111 @@ def replay_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def build_celery_parser() -> argparse.ArgumentParser:
+    """The flags of ``wpool-tui celery``."""
+    parser = _Parser(
+        prog="wpool-tui celery",
+        description="The dashboard of a Celery cluster: its nodes (started with -E, for "
+        "events), their tasks, and the broker's queues; the keys control it through "
+        "Celery's remote control. q leaves the cluster running. With --demo, start a "
+        "private redis-server (unless --broker is given), two worker nodes running demo "
+        "tasks and a feeder, and stop them all on exit.",
+    )
+    add = parser.add_argument
+    add("--broker", metavar="URL", help="the broker's URL (redis://HOST:PORT/DB)")
+    add("--app", metavar="MODULE", help="the Celery app's module (MODULE or MODULE:NAME)")
+    add("--read-only", action="store_true", help="watch only: send no control at all")
+    add("--demo", action="store_true", help="start a demo cluster here, and stop it on exit")
+    _theme_flag(parser)
+    return parser
+
+
+def celery_main(argv: Sequence[str]) -> int:
+    """``wpool-tui celery``: the dashboard of a Celery cluster; status 2 when it cannot start."""
+    args = build_celery_parser().parse_args(argv)
+    if args.broker is None and not args.demo:
+        print("wpool-tui celery: error: give --broker URL, or --demo", file=sys.stderr)
+        return 2
+    try:
+        from .sources.celery import CelerySource
+    except ImportError as exc:  # pragma: no cover (the extra is part of make test)
+        print(f"wpool-tui celery: error: {exc}", file=sys.stderr)
+        return 2
+    cluster = None
+    broker = args.broker
+    try:
+        if args.demo:
+            try:
+                from .celery_demo import DemoCluster
+            except ImportError:
+                print(
+                    "wpool-tui celery: error: celery is not installed: "
+                    "pip install 'wpool-tui[celery]'",
+                    file=sys.stderr,
+                )
+                return 2
+            cluster = DemoCluster(broker)
+            print(
+                "wpool-tui celery --demo: starting redis and two worker nodes...", file=sys.stderr
+            )
+            broker = cluster.start()
+        try:
+            source = CelerySource.connect(broker, app=args.app, read_only=args.read_only)
+        except SourceError as exc:
+            print(f"wpool-tui celery: error: {exc}", file=sys.stderr)
+            return 2
+        from .app import create_app
+
+        app = create_app(source, theme=args.theme, read_only=args.read_only, freeze_gc=True)
+
+        async def watch() -> str | None:
+            try:
+                await asyncio.to_thread(source.check_broker)
+                # Connected and resynced before the dashboard mounts (as attach does).
+                await source.start()
+            except SourceError as exc:
+                return str(exc)
+            loop = asyncio.get_running_loop()
+            # SIGHUP too (the terminal closed): leave through the same door, so
+            # that --demo stops what it started.
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.add_signal_handler(signum, app.interrupt, signal.Signals(signum).name)
+            feeder = None
+            if cluster is not None:
+                from .celery_demo import feed
+
+                feeder = asyncio.ensure_future(feed(broker))
+            try:
+                await app.run_async()
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                    await asyncio.wait([feeder])  # its cancellation, not ours
+                    if not feeder.cancelled() and feeder.exception() is not None:
+                        print(
+                            f"wpool-tui celery --demo: the feeder failed: {feeder.exception()!r}",
+                            file=sys.stderr,
+                        )
+            return None
+
+        failed = run_loop(watch())
+    finally:
+        if cluster is not None:
+            print("wpool-tui celery --demo: stopping the nodes and redis...", file=sys.stderr)
+            cluster.stop()
+    if failed is not None:
+        print(f"wpool-tui celery: error: {failed}", file=sys.stderr)
+        return 2
+    print(
+        f"wpool-tui: left {source.title} (the cluster goes on)"
+        if cluster is None
+        else "wpool-tui: stopped the demo cluster"
+    )
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "celery": celery_main,
     "run": run_main,
     "attach": attach_main,
     "ls": ls_main,

@@ -24,6 +24,7 @@ SECTIONS = {
     "terminal": 2,
     "jobfile": 2,
     "service": 5,
+    "celery": 2,
 }
 """How many lines each benchmark prints."""
 

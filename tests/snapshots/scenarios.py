@@ -430,6 +430,87 @@ def attached(steps: Steps, *, lost: bool = False) -> Scenario:
     return Scenario(app=app, run_before=run_before, press=(), size=(120, 36))
 
 
+# Imported here, not at the top: the tracebacks pictured above quote this file's
+# line numbers, which lines added before them would move.
+from tests.celery.script import Script, ScriptedControl  # noqa: E402
+from tui.sources.celery import CelerySource  # noqa: E402
+
+CelerySteps = Callable[[Script, CelerySource], Awaitable[None]]
+
+
+def celery(steps: CelerySteps, *, press: tuple[str, ...] = ()) -> Scenario:
+    """A Celery cluster's dashboard, fed Celery events made by hand on a frozen clock
+    (a live cluster is never the same twice); its controls answer ``ok``."""
+    script = Script(START)
+    control = ScriptedControl()
+    control.depths = {"celery": 7}
+    source = script.source(control=control)
+    app = create_app(source, theme="textual-dark", animate=False)
+
+    async def run_before(pilot: Pilot[int]) -> None:
+        await pilot.pause()
+        await steps(script, source)
+        app.refresh_now()
+        await pilot.pause()
+
+    return Scenario(app=app, run_before=run_before, press=press, size=(120, 36))
+
+
+ALPHA = "alpha@demo"
+BETA = "beta@demo"
+
+
+async def celery_cluster(script: Script, source: CelerySource) -> None:
+    """Two nodes at work: tasks that ended every way, two running, one waiting."""
+    for node in (ALPHA, BETA):
+        source.feed(script.online(node))
+        source.describe_node(node, pool="prefork", size=2, registered=["demo.work", "demo.slow"])
+    work = "demo.work"
+    feed = source.feed_all
+    feed([script.received(1, ALPHA, work, "(1.5,)"), script.started(1, ALPHA)])
+    feed([script.received(2, BETA, "demo.fail"), script.started(2, BETA)])
+    script.advance(0.4)
+    feed([script.failed(2, BETA, "ValueError('the demo fails this one')")])
+    feed([script.received(3, BETA, "demo.flaky"), script.started(3, BETA)])
+    script.advance(0.3)
+    feed([script.retried(3, BETA, "RuntimeError('flaky: try again')")])
+    script.advance(1.0)
+    feed([script.succeeded(1, ALPHA, 1.4)])
+    feed([script.received(3, ALPHA, "demo.flaky", retries=1), script.started(3, ALPHA)])
+    script.advance(0.3)
+    feed([script.succeeded(3, ALPHA, 0.3)])
+    feed([script.received(4, BETA, "demo.limited", "(5.0,)"), script.started(4, BETA)])
+    script.advance(2.0)
+    feed([script.failed(4, BETA, "TimeLimitExceeded(2)")])
+    feed([script.received(5, ALPHA, work, "(3.0,)"), script.started(5, ALPHA)])
+    feed([script.received(6, BETA, "demo.slow", "(20.0,)"), script.started(6, BETA)])
+    script.advance(1.8)
+    feed([script.progress(5, ALPHA, 0.6, "step 3/5"), script.progress(6, BETA, 0.1, "slow")])
+    feed([script.sent(7, work, "(1.5,)"), script.received(7, ALPHA, work, "(1.5,)")])
+    script.advance(0.5)
+    feed([script.heartbeat(ALPHA, active=1), script.heartbeat(BETA, active=1)])
+
+
+async def celery_node_lost(script: Script, source: CelerySource) -> None:
+    """beta's heartbeat stops (killed): its running task is lost, its panels crashed."""
+    await celery_cluster(script, source)
+    script.advance(4.5)
+    source.feed(script.heartbeat(ALPHA, active=1))
+    source.check()
+
+
+async def celery_countdown(script: Script, source: CelerySource) -> None:
+    """The cluster's warm shutdown: alpha said offline and finishes its task, beta is up."""
+    await celery_cluster(script, source)
+    await source.shutdown(30.0, True, 5.0)
+    script.advance(1.0)
+    source.feed(script.offline(ALPHA))
+    source.feed(script.heartbeat(BETA, active=1))
+    script.advance(11.0)
+    source.feed(script.heartbeat(BETA, active=1))
+    source.check()
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "startup": lambda: build(idle),
     "busy": lambda: build(busy),
@@ -466,5 +547,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "replay_countdown": lambda: replay(_into_the_countdown),
     "attached": lambda: attached(busy),
     "attached_lost": lambda: attached(busy, lost=True),
+    "celery_cluster": lambda: celery(celery_cluster),
+    "celery_node_lost": lambda: celery(celery_node_lost),
+    "celery_countdown": lambda: celery(celery_countdown),
 }
 """Every pictured state, by name."""

@@ -159,11 +159,17 @@ class AddJobsScreen(FormDialog[JobsToAdd]):
     (its meaning is that service's: the text is sent as it is)."""
 
     def __init__(
-        self, *, default: int = 10, high: int = 10_000, with_payload: bool = False
+        self,
+        *,
+        default: int = 10,
+        high: int = 10_000,
+        with_payload: bool = False,
+        payload_label: str = "",
     ) -> None:
         super().__init__()
         self._count = _Count(default=default, low=1, high=high)
         self._with_payload = with_payload
+        self._payload_label = payload_label or "Payload of each (text, as the service takes it):"
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -171,7 +177,7 @@ class AddJobsScreen(FormDialog[JobsToAdd]):
             yield Label("How many jobs?")
             yield TypedInput(str(self._count.default), id="number", select_on_focus=True)
             if self._with_payload:
-                yield Label("Payload of each (text, as the service takes it):")
+                yield Label(self._payload_label)
                 yield TypedInput("", id="payload")
             yield Label("", id="error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
@@ -241,15 +247,23 @@ class ShutdownChoice:
 class ConfirmShutdownScreen(FormDialog[ShutdownChoice]):
     """Confirm a graceful shutdown; Enter confirms with the grace and drain shown."""
 
-    def __init__(self, *, grace: float, cancel_grace: float, drain: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        grace: float,
+        cancel_grace: float,
+        drain: bool = True,
+        title: str = "Shut down gracefully?",
+    ) -> None:
         super().__init__()
+        self._title = title
         self._grace = grace
         self._cancel_grace = cancel_grace
         self._drain = drain
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Shut down gracefully?", classes="dialog-title")
+            yield Label(self._title, classes="dialog-title")
             yield Static(
                 "Intake closes now. Running jobs get the grace period to finish;\n"
                 f"then they are cancelled, and after {self._cancel_grace:g}s more, abandoned."

@@ -3,7 +3,8 @@
 A source gives a snapshot, batches of events with sequence numbers, and the
 controls it supports. The dashboard knows nothing else of what stands
 behind it: a pool in this process (:mod:`.local`), a pool in another
-process (:mod:`.attached`), a recording (:mod:`.recording`). Adding a kind
+process (:mod:`.attached`), a recording (:mod:`.recording`), a Celery
+cluster (:mod:`.celery`). Adding a kind
 of source is adding a module, never touching the widgets.
 """
 
@@ -35,7 +36,7 @@ class Control(enum.Enum):
     RESUBMIT = "resubmit"
     """Run a failed job again."""
     CANCEL = "cancel"
-    """Cancel a queued or running job."""
+    """Cancel one job (a Celery task: revoke it; asked again, terminate it)."""
 
 
 class SourceError(Exception):
@@ -133,6 +134,17 @@ class Source(abc.ABC):
         """Seconds a cancelled job has before it is abandoned."""
         return 2.0
 
+    @property
+    def note(self) -> str:
+        """What the source says beside the figures that is no problem (a cluster's
+        nodes and broker queues), for the banner, or ''."""
+        return ""
+
+    @property
+    def payload_hint(self) -> str:
+        """What the add dialog asks of a job's payload ('' for its default words)."""
+        return ""
+
     def now(self) -> float:
         """The pool's time now, on the clock its events' ``at`` are read on."""
         return time.monotonic()
@@ -177,8 +189,21 @@ class Source(abc.ABC):
         """Run a failed job again."""
         raise SourceError("this source cannot resubmit jobs")
 
+    def aim(self, worker_id: str | None) -> None:  # noqa: B027 (a hook: most sources are one part)
+        """The operator selected ``worker_id``'s panel: controls that act on one part
+        of the source (a Celery node) act on its part."""
+
+    def part_of(self, worker_id: str) -> str | None:
+        """The part (a Celery node) that can be shut down alone holding ``worker_id``, or None."""
+        return None
+
+    async def shutdown_part(self, part: str, grace: float) -> None:
+        """Begin the graceful shutdown of one part only; the rest goes on."""
+        raise SourceError("this source cannot shut down a part of itself")
+
     async def cancel(self, job_id: str) -> bool:
-        """Cancel a queued or running job; False when it had already ended."""
+        """Cancel a queued or running job (asked again, harder where the source can:
+        a Celery task is terminated); False when it had already ended."""
         raise SourceError("this source cannot cancel jobs")
 
     async def dead_letters(self) -> tuple[DeadLetter, ...]:

@@ -98,7 +98,9 @@ def render_summary(
     if state.retiring_workers:
         workers.append(f" ({state.retiring_workers} retiring)", style="yellow")
     first += [workers, Text(f"{state.utilisation:.0%} busy")]
-    queue = _figure("queue ", state.queued, after=f"/{state.queue_capacity}")
+    # A Celery cluster has no bound the dashboard knows of: no "/capacity" then.
+    capacity = f"/{state.queue_capacity}" if state.queue_capacity else ""
+    queue = _figure("queue ", state.queued, after=capacity)
     queue.append(f" oldest {duration(state.oldest_queued_age())}")
     first.append(queue)
     counters = [

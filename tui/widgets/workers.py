@@ -167,8 +167,10 @@ class WorkerGrid(Grid, can_focus=True):
     def show(self, state: DashboardState) -> None:
         """Add, remove and render the panels from ``state``.
 
-        New slots always have higher numbers than the ones already shown
-        (ids are never reused), so mounting at the end keeps the order.
+        A pool's new slots have higher numbers than the ones already shown
+        (ids are never reused): they are mounted at the end. A source of
+        parts (a Celery node that grows) may add a slot before others: it
+        is mounted in its place, so that each part's panels stay together.
         """
         views = state.ordered_workers()
         wanted = {v.id for v in views}
@@ -180,8 +182,19 @@ class WorkerGrid(Grid, can_focus=True):
                 panel.remove()
         new = [WorkerPanel(v.id) for v in views if v.id not in panels]
         if new:
-            self.mount_all(new)
-            panels.update((p.worker_id, p) for p in new)
+            made = {p.worker_id: p for p in new}
+            order = [v.id for v in views]
+            last_old = max((order.index(i) for i in panels), default=-1)
+            tail = [p for p in new if order.index(p.worker_id) > last_old]
+            for panel in new:
+                if panel in tail:
+                    continue
+                # The first panel already shown after it, in order.
+                after = next(i for i in order[order.index(panel.worker_id) + 1 :] if i in panels)
+                self.mount(panel, before=panels[after])
+            if tail:
+                self.mount_all(tail)
+            panels.update(made)
         for view in views:
             panels[view.id].show(view, state.now)
         order = [v.id for v in views]
