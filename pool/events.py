@@ -494,6 +494,12 @@ _FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {
     cls: _field_names(cls) for cls in EVENT_TYPES.values()
 }
 
+BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {
+    cls: _maker(cls) for cls in EVENT_TYPES.values()
+}
+"""Every event class's positional constructor (``seq``, ``at``, then its fields in
+order): how :meth:`~pool.bus.EventBus.emit` builds the events it publishes."""
+
 _DECODERS: Final[dict[type[Any], dict[str, Callable[[Any], Any]]]] = {
     cls: {name: _decoder(hint) for name, hint in typing.get_type_hints(cls).items()}
     for cls in EVENT_TYPES.values()

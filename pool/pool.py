@@ -53,11 +53,6 @@ _QUEUED = JobState.QUEUED
 _SUCCEEDED = JobState.SUCCEEDED
 _RUNNING = JobState.RUNNING
 
-_make_submitted = ev._maker(ev.JobSubmitted)
-_make_started = ev._maker(ev.JobStarted)
-_make_succeeded = ev._maker(ev.JobSucceeded)
-_make_progressed = ev._maker(ev.JobProgressed)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetter:
@@ -390,7 +385,7 @@ class Pool:
     def _set_phase(self, phase: PoolPhase, reason: str | None = None) -> None:
         previous = self._phase
         self._phase = phase
-        self._emit(ev.PhaseChanged, phase=phase, previous=previous, reason=reason)
+        self._bus.emit(ev.PhaseChanged, self._now(), phase=phase, previous=previous, reason=reason)
 
     # --- submitting ---------------------------------------------------------
 
@@ -487,7 +482,7 @@ class Pool:
     def _reject(self, job: Job) -> None:
         self._submitted += 1
         self._rejected += 1
-        self._emit(ev.JobRejected, job_id=job.id, reason="queue full")
+        self._bus.emit(ev.JobRejected, self._now(), job_id=job.id, reason="queue full")
         raise QueueFull(f"queue is full ({self._queue_size} jobs waiting)")
 
     def _accept(self, job: Job) -> JobHandle:
@@ -498,13 +493,10 @@ class Pool:
         self._queued += 1
         self._dispatch(handle)
         bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            describe = self._describe
-            label = "" if describe is None else describe(job)
-            bus.publish(_make_submitted(bus.seq, now, job.id, self._queued, label))
-        elif bus._subs:
-            bus.skip(now)  # every subscriber is full: it would be dropped unread
+        describe = self._describe
+        # Named only when someone will read it: a label can cost a command's parsing.
+        label = "" if describe is None or not bus.room else describe(job)
+        bus.emit(ev.JobSubmitted, now, job.id, self._queued, label)
         return handle
 
     def _dispatch(self, handle: JobHandle) -> None:
@@ -595,14 +587,7 @@ class Pool:
             )
         ctx = JobContext(handle.job, worker.id, handle._attempt, deadline, handle, self)
         handle._ctx = ctx
-        bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            bus.publish(
-                _make_started(bus.seq, now, handle.job.id, worker.id, handle._attempt, waited)
-            )
-        elif bus._subs:
-            bus.skip(now)
+        self._bus.emit(ev.JobStarted, now, handle.job.id, worker.id, handle._attempt, waited)
         return ctx
 
     def _end_job(
@@ -623,16 +608,9 @@ class Pool:
             handle._result = result
             handle._error = handle._exc = None  # an earlier attempt's error is no longer the job's
             self._terminal(handle, _SUCCEEDED, now)
-            bus = self._bus
-            if bus.room:
-                bus.seq += 1
-                bus.publish(
-                    _make_succeeded(
-                        bus.seq, now, handle.job.id, worker.id, handle._attempt, duration
-                    )
-                )
-            elif bus._subs:
-                bus.skip(now)
+            self._bus.emit(
+                ev.JobSucceeded, now, handle.job.id, worker.id, handle._attempt, duration
+            )
         elif reason is None:
             assert exc is not None
             worker.jobs_failed += 1
@@ -652,20 +630,20 @@ class Pool:
                 self._timed_out += 1
                 self._terminal(handle, JobState.TIMED_OUT, now)
                 self._keep_dead(handle, JobState.TIMED_OUT, None, now)
-                self._emit(
+                self._bus.emit(
                     ev.JobTimedOut,
+                    now,
                     job_id=handle.job.id,
                     worker_id=worker.id,
                     attempt=handle._attempt,
                     duration=duration,
-                    at=now,
                 )
         else:
             handle._cancelled_running = True
             self._cancelled += 1
             self._terminal(handle, JobState.CANCELLED, now)
-            self._emit(
-                ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
+            self._bus.emit(
+                ev.JobCancelled, now, job_id=handle.job.id, worker_id=worker.id, started=True
             )
         if self._settled is not None:  # only a shutdown waits for the pool to settle
             self._check_settled()
@@ -689,14 +667,14 @@ class Pool:
         self._failed += 1
         self._terminal(handle, JobState.FAILED, now)
         self._keep_dead(handle, JobState.FAILED, info, now)
-        self._emit(
+        self._bus.emit(
             ev.JobFailed,
+            now,
             job_id=handle.job.id,
             worker_id=worker_id,
             attempt=handle._attempt,
             duration=duration,
             error=info,
-            at=now,
         )
 
     def _may_retry(self) -> bool:
@@ -719,15 +697,15 @@ class Pool:
         handle._retry_timer = self._clock.call_later(
             delay, functools.partial(self._requeue, handle)
         )
-        self._emit(
+        self._bus.emit(
             ev.JobRetryScheduled,
+            now,
             job_id=handle.job.id,
             worker_id=worker_id,
             attempt=handle._attempt,
             duration=duration,
             error=info,
             delay=delay,
-            at=now,
         )
 
     def _requeue(self, handle: JobHandle) -> None:
@@ -761,15 +739,8 @@ class Pool:
         if handle._state is not _RUNNING or handle._attempt != attempt:
             return  # reported after the attempt ended
         handle._progress = (fraction, message)
-        bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            worker_id = handle._worker_id or ""
-            bus.publish(
-                _make_progressed(bus.seq, self._now(), handle.job.id, worker_id, fraction, message)
-            )
-        elif bus._subs:
-            bus.skip(self._now())
+        worker_id = handle._worker_id or ""
+        self._bus.emit(ev.JobProgressed, self._now(), handle.job.id, worker_id, fraction, message)
 
     def _job_output(
         self,
@@ -782,15 +753,9 @@ class Pool:
     ) -> None:
         if handle._attempt != attempt or self._phase.is_final:
             return  # a later attempt has begun, or PoolStopped has been told
-        bus = self._bus
-        now = self._now()
-        if bus.room:  # the sequence counts published (or skipped) events only
-            bus.seq += 1
-        elif bus._subs:
-            bus.skip(now)
-        event = ev.JobOutputCaptured(
-            seq=bus.seq,
-            at=now,
+        handle._output = self._bus.emit_kept(
+            ev.JobOutputCaptured,
+            self._now(),
             job_id=handle.job.id,
             worker_id=worker_id,
             attempt=attempt,
@@ -798,9 +763,6 @@ class Pool:
             output=output,
             path=path,
         )
-        handle._output = event
-        if bus.room:
-            bus.publish(event)
 
     # --- cancelling ---------------------------------------------------------
 
@@ -834,7 +796,7 @@ class Pool:
         self._cancelled += 1
         handle._cancelled_running = False
         self._terminal(handle, JobState.CANCELLED, now)
-        self._emit(ev.JobCancelled, job_id=handle.job.id, worker_id=None, started=False, at=now)
+        self._bus.emit(ev.JobCancelled, now, job_id=handle.job.id, worker_id=None, started=False)
 
     def _request_cancel(self, worker: Worker, handle: JobHandle, reason: str) -> None:
         """Ask the handler running ``handle`` on ``worker`` to stop."""
@@ -855,7 +817,13 @@ class Pool:
                 worker.task.cancel()
         else:
             worker.runner.cancel()
-        self._emit(ev.JobCancelRequested, job_id=handle.job.id, worker_id=worker.id, reason=reason)
+        self._bus.emit(
+            ev.JobCancelRequested,
+            self._now(),
+            job_id=handle.job.id,
+            worker_id=worker.id,
+            reason=reason,
+        )
         if reason != "shutdown":  # the shutdown abandons on its own schedule
             worker.abandon_timer = self._clock.call_later(
                 self._cancel_grace, functools.partial(self._abandon, worker, handle)
@@ -878,8 +846,8 @@ class Pool:
         self._abandoned += 1
         duration = now - (handle._started_at or now)
         self._terminal(handle, JobState.ABANDONED, now)
-        self._emit(
-            ev.JobAbandoned, job_id=handle.job.id, worker_id=worker.id, duration=duration, at=now
+        self._bus.emit(
+            ev.JobAbandoned, now, job_id=handle.job.id, worker_id=worker.id, duration=duration
         )
         worker.runner.abandon()
         if self._workers.get(worker.id) is worker:
@@ -889,8 +857,8 @@ class Pool:
                 self._spawn(
                     worker.id,
                     previous=worker,
-                    announce=lambda _new: self._emit(
-                        ev.WorkerReplaced, worker_id=worker.id, job_id=handle.job.id
+                    announce=lambda _new: self._bus.emit(
+                        ev.WorkerReplaced, self._now(), worker_id=worker.id, job_id=handle.job.id
                     ),
                 )
         self._check_settled()
@@ -938,7 +906,7 @@ class Pool:
         if announce is not None:
             announce(worker)
         elif previous is None:
-            self._emit(ev.WorkerStarted, worker_id=worker_id)
+            self._bus.emit(ev.WorkerStarted, self._now(), worker_id=worker_id)
         worker.runner.start()
         task = self._loop.create_task(worker.run(self), name=f"{self._name}-{worker_id}")
         worker.task = task  # already set by the task itself if it started eagerly
@@ -969,7 +937,7 @@ class Pool:
                 self._lose_job(worker, handle, None)
             worker.status = WorkerState.STOPPED
             self._drop_slot(worker)
-            self._emit(ev.WorkerStopped, worker_id=worker.id)
+            self._bus.emit(ev.WorkerStopped, self._now(), worker_id=worker.id)
             return
         if exc is None:
             self._retire_slot(worker)
@@ -1007,20 +975,20 @@ class Pool:
             self._timed_out += 1
             self._terminal(handle, JobState.TIMED_OUT, now)
             self._keep_dead(handle, JobState.TIMED_OUT, None, now)
-            self._emit(
+            self._bus.emit(
                 ev.JobTimedOut,
+                now,
                 job_id=handle.job.id,
                 worker_id=worker.id,
                 attempt=handle._attempt,
                 duration=duration,
-                at=now,
             )
         else:
             handle._cancelled_running = True
             self._cancelled += 1
             self._terminal(handle, JobState.CANCELLED, now)
-            self._emit(
-                ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
+            self._bus.emit(
+                ev.JobCancelled, now, job_id=handle.job.id, worker_id=worker.id, started=True
             )
         self._check_settled()
 
@@ -1033,8 +1001,9 @@ class Pool:
         handle._queued_at = now
         self._queued += 1
         self._retried += 1
-        self._emit(
+        self._bus.emit(
             ev.JobRetryScheduled,
+            now,
             job_id=handle.job.id,
             worker_id=worker_id,
             attempt=handle._attempt + 1,
@@ -1043,7 +1012,6 @@ class Pool:
                 type="pool.runners.WorkerDied", message=f"{crash} before the job began"
             ),
             delay=0.0,
-            at=now,
         )
         self._dispatch(handle)
 
@@ -1061,8 +1029,9 @@ class Pool:
         if handle is not None:
             self._lose_job(worker, handle, exc)
         if worker.retiring or self._winding_down() or self._stopping_workers:
-            self._emit(
+            self._bus.emit(
                 ev.WorkerCrashed,
+                self._now(),
                 worker_id=worker.id,
                 job_id=_id(handle),
                 error=info,
@@ -1075,8 +1044,13 @@ class Pool:
             # the handler, or start at all): the next one would too, and a
             # hang at load time is too slow for the restart window to notice.
             worker.status = WorkerState.CRASHED
-            self._emit(
-                ev.WorkerCrashed, worker_id=worker.id, job_id=None, error=info, restart_in=None
+            self._bus.emit(
+                ev.WorkerCrashed,
+                self._now(),
+                worker_id=worker.id,
+                job_id=None,
+                error=info,
+                restart_in=None,
             )
             what = str(exc) if isinstance(exc, WorkerDied) else info.short()
             reason = f"worker {worker.id} could not start: {what}"
@@ -1087,8 +1061,9 @@ class Pool:
             crashes.popleft()
         if len(crashes) >= self._max_restarts:
             worker.status = WorkerState.CRASHED
-            self._emit(
+            self._bus.emit(
                 ev.WorkerCrashed,
+                self._now(),
                 worker_id=worker.id,
                 job_id=_id(handle),
                 error=info,
@@ -1103,8 +1078,13 @@ class Pool:
         delay = min(self._restart_backoff * 2.0 ** len(crashes), 5.0)
         crashes.append(now)
         worker.status = WorkerState.RESTARTING
-        self._emit(
-            ev.WorkerCrashed, worker_id=worker.id, job_id=_id(handle), error=info, restart_in=delay
+        self._bus.emit(
+            ev.WorkerCrashed,
+            self._now(),
+            worker_id=worker.id,
+            job_id=_id(handle),
+            error=info,
+            restart_in=delay,
         )
         self._restart_timers[worker.id] = self._clock.call_later(
             delay, functools.partial(self._restart, worker)
@@ -1116,14 +1096,14 @@ class Pool:
             return  # retired by a resize while it waited
         if self._winding_down() or self._stopping_workers:
             worker.status = WorkerState.STOPPED
-            self._emit(ev.WorkerStopped, worker_id=worker.id)
+            self._bus.emit(ev.WorkerStopped, self._now(), worker_id=worker.id)
             return
         self._spawn(worker.id, previous=worker, announce=self._announce_restart)
 
     def _announce_restart(self, new: Worker) -> None:
         new.restarts += 1
         self._restarts += 1
-        self._emit(ev.WorkerRestarted, worker_id=new.id, restarts=new.restarts)
+        self._bus.emit(ev.WorkerRestarted, self._now(), worker_id=new.id, restarts=new.restarts)
 
     def _winding_down(self) -> bool:
         # Past the drain: no new worker would get a job.
@@ -1137,10 +1117,10 @@ class Pool:
             if worker.retiring:
                 self._retiring -= 1
                 worker.retiring = False
-            self._emit(ev.WorkerStopped, worker_id=worker.id)
+            self._bus.emit(ev.WorkerStopped, self._now(), worker_id=worker.id)
             return
         self._drop_slot(worker)
-        self._emit(ev.WorkerStopped, worker_id=worker.id)
+        self._bus.emit(ev.WorkerStopped, self._now(), worker_id=worker.id)
 
     def _drop_slot(self, worker: Worker) -> None:
         if self._workers.get(worker.id) is worker:
@@ -1168,12 +1148,12 @@ class Pool:
             raise PoolClosed(f"cannot resize: pool is {self._closing_state()}")
         if self._phase is PoolPhase.CREATED:
             previous, self._target = self._target, target
-            self._emit(ev.PoolResized, target=target, previous=previous)
+            self._bus.emit(ev.PoolResized, self._now(), target=target, previous=previous)
             return
         if self._phase is PoolPhase.STARTING:
             raise PoolError("cannot resize: pool is starting")
         previous, self._target = self._target, target
-        self._emit(ev.PoolResized, target=target, previous=previous)
+        self._bus.emit(ev.PoolResized, self._now(), target=target, previous=previous)
         staying = len(self._workers) - self._retiring
         if target > staying:
             new = [self._spawn() for _ in range(target - staying)]
@@ -1192,7 +1172,7 @@ class Pool:
                 if timer is not None:
                     timer.cancel()
                 self._drop_slot(worker)
-                self._emit(ev.WorkerStopped, worker_id=worker.id)
+                self._bus.emit(ev.WorkerStopped, self._now(), worker_id=worker.id)
                 continue
             worker.retiring = True
             self._retiring += 1
@@ -1202,7 +1182,7 @@ class Pool:
                 if worker in self._idle:
                     self._idle.remove(worker)
                 wake.set_result(None)
-            self._emit(ev.WorkerRetireRequested, worker_id=worker.id)
+            self._bus.emit(ev.WorkerRetireRequested, self._now(), worker_id=worker.id)
 
     # --- shutdown -----------------------------------------------------------
 
@@ -1298,8 +1278,13 @@ class Pool:
         if self._phase is PoolPhase.CREATED or self._loop_thread == -1:
             return self._finish_shutdown(start, PoolPhase.DRAINING, reason, [])
         self._set_phase(PoolPhase.DRAINING, reason)
-        self._emit(
-            ev.ShutdownStarted, grace=grace, cancel_grace=cancel_grace, drain=drain, reason=reason
+        self._bus.emit(
+            ev.ShutdownStarted,
+            self._now(),
+            grace=grace,
+            cancel_grace=cancel_grace,
+            drain=drain,
+            reason=reason,
         )
         live = list(self._live.values())
         while self._putters:
@@ -1338,8 +1323,9 @@ class Pool:
             await sleep(self._clock, TICK_INTERVAL)
             deadline = self._phase_deadline
             remaining = 0.0 if deadline is None else max(0.0, deadline - self._now())
-            self._emit(
+            self._bus.emit(
                 ev.ShutdownTick,
+                self._now(),
                 phase=self._phase,
                 remaining=remaining,
                 running=self._running,
@@ -1361,7 +1347,7 @@ class Pool:
         for worker in list(self._workers.values()):
             if worker.status is WorkerState.RESTARTING:
                 worker.status = WorkerState.STOPPED
-                self._emit(ev.WorkerStopped, worker_id=worker.id)
+                self._bus.emit(ev.WorkerStopped, self._now(), worker_id=worker.id)
             elif worker.task is not None and worker.status is None and not worker.detached:
                 if not worker.ready.done():
                     # Still starting (a child loading the handler): it holds no
@@ -1407,8 +1393,9 @@ class Pool:
         self._report = report
         final = PoolPhase.FAILED if failed else PoolPhase.STOPPED
         self._set_phase(final, reason)
-        self._emit(
+        self._bus.emit(
             ev.PoolStopped,
+            self._now(),
             phase=final,
             phase_reached=reached,
             finished=len(report.finished),
@@ -1562,15 +1549,6 @@ class Pool:
     def job(self, job_id: str) -> JobHandle | None:
         """The handle of a live (queued or running) job, or None."""
         return self._live.get(job_id)
-
-    def _emit(self, cls: type[ev.Event], at: float | None = None, **fields: Any) -> None:
-        bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            event: ev.PoolEvent = cls(seq=bus.seq, at=self._now() if at is None else at, **fields)  # type: ignore[assignment]
-            bus.publish(event)
-        elif bus._subs:
-            bus.skip(self._now() if at is None else at)
 
     def __repr__(self) -> str:
         return (
