@@ -21,7 +21,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .events import BUILDERS, EventsDropped, PoolEvent
+from .events import EventsDropped, PoolEvent
 
 __all__ = ("EventBus", "Subscription")
 
@@ -211,7 +211,7 @@ class EventBus:
         """Whether anyone is subscribed (when not, events are not even built)."""
         return bool(self._subs)
 
-    def emit(self, cls: type[PoolEvent], at: float, *fields: Any, **named: Any) -> None:
+    def emit(self, cls: Callable[..., PoolEvent], at: float, *fields: Any, **named: Any) -> None:
         """Publish an event of class ``cls`` at time ``at``, numbered with the next ``seq``.
 
         Its other fields come after: either all positional, in declaration
@@ -224,7 +224,7 @@ class EventBus:
             if named:
                 self._deliver(cls(seq=self._seq, at=at, **named))
             else:
-                self._deliver(BUILDERS[cls](self._seq, at, *fields))
+                self._deliver(cls(self._seq, at, *fields))
         elif self._subs:
             self._seq += 1
             self._skipped += 1
