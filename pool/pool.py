@@ -12,18 +12,19 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 from . import events as ev
 from .bus import EventBus, Subscription
 from .clock import Clock, MonotonicClock, sleep
 from .errors import PoolClosed, PoolError, QueueFull
-from .job import ErrorInfo, Job, JobContext, JobHandle, JobState, check_timeout
+from .job import Job, JobContext, JobHandle, JobRecord, JobState, check_timeout
+from .ledger import CancelReason, DeadLetter, Ledger, crash_error
 from .phase import PoolPhase
 from .retry import RetryPolicy
 from .runners import CoroutineRunner, Runner, RunnerFactory, ThreadRunner, WorkerDied
 from .shutdown import ShutdownReport
-from .stats import LatencyWindow, PoolStats, Throughput
+from .stats import PoolStats
 from .worker import Worker, WorkerInfo, WorkerState
 
 if TYPE_CHECKING:
@@ -50,27 +51,7 @@ TICK_INTERVAL: Final = 0.1
 
 _GONE = (WorkerState.STOPPED, WorkerState.CRASHED)
 _QUEUED = JobState.QUEUED
-_SUCCEEDED = JobState.SUCCEEDED
 _RUNNING = JobState.RUNNING
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    """A job that failed for good, kept so that it can be inspected and resubmitted.
-
-    Attributes:
-        job: The job as it was submitted.
-        state: How it ended: ``failed`` or ``timed_out``.
-        error: Its last error (None for a timeout).
-        attempts: How many attempts it had.
-        at: The pool clock's time when it ended.
-    """
-
-    job: Job
-    state: JobState
-    error: ErrorInfo | None
-    attempts: int
-    at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +171,6 @@ class Pool:
         self._grace: float = default_grace
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        self._retry = retry
         self._max_restarts = _check_int("max_restarts", max_restarts, 0)
         window = check_timeout("restart_window", restart_window)
         if window is None:
@@ -227,32 +207,19 @@ class Pool:
         self._loop_thread = -1
         self._started_at: float | None = None
 
-        # Jobs. A handle is in ``_live`` from acceptance to its terminal state.
-        self._live: dict[str, JobHandle] = {}
-        self._queue: deque[JobHandle] = deque()  # may hold cancelled handles: skipped
-        self._ready = 0  # live handles in ``_queue``: what the capacity bounds
+        # Jobs: their states and counts are the ledger's.
+        self._ledger = Ledger(
+            self._bus,
+            now=clock.now(),
+            max_dead_letters=max_dead_letters,
+            retry=retry,
+            rng=self._rng,
+        )
+        self._port = _Port(self._job_progress, self._job_output, self._cancel_job)
+        self._queue: deque[JobRecord] = deque()  # may hold cancelled jobs: skipped
+        self._ready = 0  # live jobs in ``_queue``: what the capacity bounds
         self._putters: deque[asyncio.Future[None]] = deque()
-        self._dead: deque[DeadLetter] = deque(maxlen=max_dead_letters)
-
-        # Counters of the accounting identity (see PoolStats).
-        self._submitted = 0
-        self._rejected = 0
-        self._queued = 0  # ready, handed to a worker not yet started, or waiting for a retry
-        self._running = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._timed_out = 0
-        self._cancelled = 0
-        self._abandoned = 0
-        self._retried = 0
         self._restarts = 0
-
-        self._run_times = LatencyWindow()
-        self._waits = LatencyWindow()
-        self._add_run_time = self._run_times.add
-        self._add_wait = self._waits.add
-        self._throughput = Throughput(clock.now())
-        self._count_end = self._throughput.add
 
         # Workers, by slot id.
         self._workers: dict[str, Worker] = {}
@@ -324,8 +291,8 @@ class Pool:
         self._loop_thread = threading.get_ident()
         self._set_phase(PoolPhase.STARTING)
         self._started_at = self._now()
-        self._throughput = Throughput(self._started_at)
-        self._count_end = self._throughput.add
+        self._ledger.restart_throughput(self._started_at)
+        self._port.bind(self._loop)
         new = [self._spawn() for _ in range(self._target)]
         try:
             await self._wait_ready(new)
@@ -404,7 +371,7 @@ class Pool:
             raise PoolClosed(f"pool is {self._closing_state()}: it accepts no more jobs")
         if phase is not PoolPhase.RUNNING and phase is not PoolPhase.PAUSED:
             raise PoolError(f"cannot submit: pool is {phase.value}, not started")
-        if job.id in self._live:
+        if self._ledger.get(job.id) is not None:
             raise ValueError(f"job id {job.id!r} is already queued or running")
 
     def submit_nowait(self, job: Job) -> JobHandle:
@@ -479,56 +446,51 @@ class Pool:
                 fut.set_result(None)
                 return
 
-    def _reject(self, job: Job) -> None:
-        self._submitted += 1
-        self._rejected += 1
-        self._bus.emit(ev.JobRejected, self._now(), job_id=job.id, reason="queue full")
+    def _reject(self, job: Job) -> NoReturn:
+        self._ledger.reject(job.id, self._now())
         raise QueueFull(f"queue is full ({self._queue_size} jobs waiting)")
 
     def _accept(self, job: Job) -> JobHandle:
         now = self._now()
-        handle = JobHandle(job, self, now)
-        self._live[job.id] = handle
-        self._submitted += 1
-        self._queued += 1
-        self._dispatch(handle)
-        bus = self._bus
+        record = self._ledger.accept(job, now)
+        handle = JobHandle(record, self._port)
+        self._dispatch(record)
         describe = self._describe
         # Named only when someone will read it: a label can cost a command's parsing.
-        label = "" if describe is None or not bus.room else describe(job)
-        bus.emit(ev.JobSubmitted, now, job.id, self._queued, label)
+        label = "" if describe is None or not self._bus.room else describe(job)
+        self._ledger.tell_submitted(record, now, label)
         return handle
 
-    def _dispatch(self, handle: JobHandle) -> None:
-        """Give a queued handle to an idle worker if one waits, else to the queue."""
+    def _dispatch(self, record: JobRecord) -> None:
+        """Give a queued job to an idle worker if one waits, else to the queue."""
         if self._idle and not self._paused:
-            self._hand_to_idle(handle)
+            self._hand_to_idle(record)
         else:
-            self._queue.append(handle)
+            self._queue.append(record)
             self._ready += 1
 
-    def _hand_to_idle(self, handle: JobHandle) -> None:
+    def _hand_to_idle(self, record: JobRecord) -> None:
         idle = self._idle
         while idle:
             wake = idle.popleft().wake
             if wake is not None and not wake.done():
-                wake.set_result(handle)
+                wake.set_result(record)
                 return
-        self._queue.append(handle)
+        self._queue.append(record)
         self._ready += 1
 
-    def _pop_ready(self) -> JobHandle | None:
+    def _pop_ready(self) -> JobRecord | None:
         queue = self._queue
         while queue:
-            handle = queue.popleft()
-            if handle._state is _QUEUED:
+            record = queue.popleft()
+            if record.state is _QUEUED:
                 self._ready -= 1
                 if self._putters:
                     self._wake_putter()
-                return handle
+                return record
         return None
 
-    async def _take(self, worker: Worker) -> JobHandle | None:
+    async def _take(self, worker: Worker) -> JobRecord | None:
         """The next job for ``worker``, or None when it should exit."""
         ready = worker.ready
         if not ready.done():
@@ -537,21 +499,21 @@ class Pool:
             if worker.retiring or self._stopping_workers:
                 return None
             if not self._paused and self._ready:
-                handle = self._pop_ready()
-                if handle is not None:
-                    return handle
+                record = self._pop_ready()
+                if record is not None:
+                    return record
             assert self._loop is not None
-            wake: asyncio.Future[JobHandle | None] = self._loop.create_future()
+            wake: asyncio.Future[JobRecord | None] = self._loop.create_future()
             worker.wake = wake
             self._idle.append(worker)
             try:
-                handle = await wake
+                record = await wake
             except BaseException:
                 if worker in self._idle:
                     self._idle.remove(worker)
                 if wake.done() and not wake.cancelled():
                     given = wake.result()
-                    if given is not None and given._state is _QUEUED:
+                    if given is not None and given.state is _QUEUED:
                         if self._idle and not self._paused:
                             self._hand_to_idle(given)
                         else:
@@ -560,122 +522,100 @@ class Pool:
                 raise
             finally:
                 worker.wake = None
-            if handle is not None and handle._state is _QUEUED:
-                return handle
+            if record is not None and record.state is _QUEUED:
+                return record
 
     # --- running jobs -------------------------------------------------------
 
-    def _begin_job(self, worker: Worker, handle: JobHandle) -> JobContext:
+    def _begin_job(self, worker: Worker, record: JobRecord) -> JobContext:
         now = self._now()
-        self._queued -= 1
-        self._running += 1
-        handle._state = _RUNNING
-        handle._attempt += 1
-        handle._started_at = now
-        handle._worker_id = worker.id
-        handle._worker = worker
-        handle._progress = None
-        worker.job = handle
-        waited = now - handle._queued_at
-        self._add_wait(waited)
-        timeout = handle.job.timeout or self._job_timeout
+        worker.job = record
+        self._ledger.begin(record, worker, worker.id, now)
+        timeout = record.job.timeout or self._job_timeout
         deadline = None
         if timeout is not None:
             deadline = now + timeout
             worker.deadline_timer = self._clock.call_later(
-                timeout, functools.partial(self._request_cancel, worker, handle, "timeout")
+                timeout,
+                functools.partial(self._request_cancel, worker, record, CancelReason.TIMEOUT),
             )
-        ctx = JobContext(handle.job, worker.id, handle._attempt, deadline, handle, self)
-        handle._ctx = ctx
-        self._bus.emit(ev.JobStarted, now, handle.job.id, worker.id, handle._attempt, waited)
-        return ctx
+        return JobContext(record.job, worker.id, record.attempt, deadline, record, self._port)
 
     def _end_job(
-        self, worker: Worker, handle: JobHandle, result: object, exc: BaseException | None
+        self, worker: Worker, record: JobRecord, result: object, exc: BaseException | None
     ) -> None:
         """Account for the end of an attempt that ran on ``worker``."""
         now = self._now()
         if worker.deadline_timer is not None or worker.abandon_timer is not None:
             worker.clear_timers()
         worker.job = None
-        self._running -= 1
-        duration = now - (handle._started_at or now)
-        self._add_run_time(duration)
-        reason = handle._cancel_reason
-        if reason is None and exc is None:
+        if record.cancel_reason is None and exc is None:
             worker.jobs_done += 1
-            self._succeeded += 1
-            handle._result = result
-            handle._error = handle._exc = None  # an earlier attempt's error is no longer the job's
-            self._terminal(handle, _SUCCEEDED, now)
-            self._bus.emit(
-                ev.JobSucceeded, now, handle.job.id, worker.id, handle._attempt, duration
-            )
-        elif reason is None:
-            assert exc is not None
-            worker.jobs_failed += 1
-            self._attempt_failed(handle, worker.id, exc, duration, now)
-        elif reason == "timeout":
-            worker.jobs_failed += 1
-            retry = self._retry
-            if (
-                retry is not None
-                and retry.retry_timeouts
-                and handle._attempt < retry.max_attempts
-                and self._may_retry()
-            ):
-                info = ErrorInfo(type="TimeoutError", message="job timed out")
-                self._schedule_retry(handle, worker.id, info, duration, now)
-            else:
-                self._timed_out += 1
-                self._terminal(handle, JobState.TIMED_OUT, now)
-                self._keep_dead(handle, JobState.TIMED_OUT, None, now)
-                self._bus.emit(
-                    ev.JobTimedOut,
-                    now,
-                    job_id=handle.job.id,
-                    worker_id=worker.id,
-                    attempt=handle._attempt,
-                    duration=duration,
-                )
+            self._ledger.succeed(record, worker.id, result, now)
         else:
-            handle._cancelled_running = True
-            self._cancelled += 1
-            self._terminal(handle, JobState.CANCELLED, now)
-            self._bus.emit(
-                ev.JobCancelled, now, job_id=handle.job.id, worker_id=worker.id, started=True
-            )
+            self._settle_attempt(worker, record, now, exc, measured=True)
         if self._settled is not None:  # only a shutdown waits for the pool to settle
             self._check_settled()
 
-    def _attempt_failed(
+    def _lose_job(self, worker: Worker, record: JobRecord, crash: BaseException | None) -> None:
+        """End the attempt a dead worker held: failed or retried after a crash, else cancelled."""
+        worker.clear_timers()
+        worker.job = None
+        self._settle_attempt(worker, record, self._now(), crash, measured=False, crashed=True)
+        self._check_settled()
+
+    def _settle_attempt(
         self,
-        handle: JobHandle,
-        worker_id: str,
-        exc: BaseException,
-        duration: float,
+        worker: Worker,
+        record: JobRecord,
         now: float,
-        info: ErrorInfo | None = None,
+        exc: BaseException | None,
+        *,
+        measured: bool,
+        crashed: bool = False,
     ) -> None:
-        info = info or ErrorInfo.from_exception(exc)
-        handle._error = info
-        handle._exc = exc
-        retry = self._retry
-        if retry is not None and handle._attempt < retry.max_attempts and self._may_retry():
-            self._schedule_retry(handle, worker_id, info, duration, now)
+        """An attempt ended other than by success: failed, retried, timed out or cancelled.
+
+        ``exc`` is what the handler raised or, when ``crashed``, what killed
+        its worker (None when its task was cancelled from outside).
+        """
+        ledger = self._ledger
+        reason = record.cancel_reason
+        delay = None
+        if (
+            crashed
+            and reason is None
+            and isinstance(exc, WorkerDied)
+            and not exc.job_began
+            and self._may_retry()
+        ):
+            # The job never began: no attempt was made, so it waits for another worker.
+            worker.jobs_failed += 1  # as the dashboard counts a crash under a job
+            ledger.hand_back_unstarted(record, worker.id, exc, now)
+            self._dispatch(record)
             return
-        self._failed += 1
-        self._terminal(handle, JobState.FAILED, now)
-        self._keep_dead(handle, JobState.FAILED, info, now)
-        self._bus.emit(
-            ev.JobFailed,
-            now,
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=handle._attempt,
-            duration=duration,
-            error=info,
-        )
+        if reason is None and exc is not None:
+            worker.jobs_failed += 1
+            info = crash_error(exc, worker.id) if crashed else None
+            delay = ledger.fail(
+                record,
+                worker.id,
+                exc,
+                now,
+                may_retry=self._may_retry(),
+                info=info,
+                measured=measured,
+            )
+        elif reason is CancelReason.TIMEOUT:
+            worker.jobs_failed += 1
+            may_retry = not crashed and self._may_retry()
+            delay = ledger.time_out(record, worker.id, now, may_retry=may_retry, measured=measured)
+        else:
+            ledger.cancel_running(record, worker.id, now, measured)
+        if delay is not None:
+            record.retry_timer = self._clock.call_later(
+                delay, functools.partial(self._requeue, record)
+            )
 
     def _may_retry(self) -> bool:
         # Once the shutdown cancels, nothing new may be queued: it would never run.
@@ -684,134 +624,73 @@ class Pool:
             and not self._phase.is_final
         )
 
-    def _schedule_retry(
-        self, handle: JobHandle, worker_id: str, info: ErrorInfo, duration: float, now: float
-    ) -> None:
-        assert self._retry is not None
-        delay = self._retry.delay(handle._attempt + 1, self._rng)
-        handle._state = _QUEUED
-        handle._cancel_reason = None
-        handle._worker = None
-        self._queued += 1
-        self._retried += 1
-        handle._retry_timer = self._clock.call_later(
-            delay, functools.partial(self._requeue, handle)
-        )
-        self._bus.emit(
-            ev.JobRetryScheduled,
-            now,
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=handle._attempt,
-            duration=duration,
-            error=info,
-            delay=delay,
-        )
-
-    def _requeue(self, handle: JobHandle) -> None:
-        handle._retry_timer = None
-        if handle._state is not _QUEUED:
+    def _requeue(self, record: JobRecord) -> None:
+        record.retry_timer = None
+        if record.state is not _QUEUED:
             return
-        handle._queued_at = self._now()
+        record.queued_at = self._now()
         # Retries skip the bound: they were accepted already, and a full queue
         # must not make an accepted job wait on new ones.
-        self._dispatch(handle)
+        self._dispatch(record)
 
-    def _terminal(self, handle: JobHandle, state: JobState, now: float) -> None:
-        handle._worker = None
-        handle._finish(state, now)
-        job_id = handle.job.id
-        if self._live.get(job_id) is handle:
-            del self._live[job_id]
-        self._count_end(now)
-
-    def _keep_dead(
-        self, handle: JobHandle, state: JobState, info: ErrorInfo | None, now: float
-    ) -> None:
-        if self._dead.maxlen:
-            self._dead.append(
-                DeadLetter(
-                    job=handle.job, state=state, error=info, attempts=handle._attempt, at=now
-                )
-            )
-
-    def _job_progress(self, handle: JobHandle, attempt: int, fraction: float, message: str) -> None:
-        if handle._state is not _RUNNING or handle._attempt != attempt:
-            return  # reported after the attempt ended
-        handle._progress = (fraction, message)
-        worker_id = handle._worker_id or ""
-        self._bus.emit(ev.JobProgressed, self._now(), handle.job.id, worker_id, fraction, message)
+    def _job_progress(self, record: JobRecord, attempt: int, fraction: float, message: str) -> None:
+        self._ledger.progress(record, attempt, fraction, message, self._now())
 
     def _job_output(
         self,
-        handle: JobHandle,
+        record: JobRecord,
         attempt: int,
         worker_id: str,
         output: str,
         exit_code: int | None,
         path: str | None,
     ) -> None:
-        if handle._attempt != attempt or self._phase.is_final:
-            return  # a later attempt has begun, or PoolStopped has been told
-        handle._output = self._bus.emit_kept(
-            ev.JobOutputCaptured,
-            self._now(),
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=attempt,
-            exit_code=exit_code,
-            output=output,
-            path=path,
-        )
+        if self._phase.is_final:
+            return  # PoolStopped has been told
+        self._ledger.output(record, attempt, worker_id, output, exit_code, path, self._now())
 
     # --- cancelling ---------------------------------------------------------
 
-    def _cancel_job(self, handle: JobHandle, reason: str) -> bool:
+    def _cancel_job(self, record: JobRecord) -> bool:
         """Cancel a job by request of its handle; see :meth:`JobHandle.cancel`."""
-        if handle._pool is not self:
-            raise ValueError("the handle belongs to another pool")
-        state = handle._state
+        state = record.state
         if state is _QUEUED:
-            self._cancel_queued(handle, self._now())
+            self._cancel_queued(record, self._now())
             self._check_settled()
             return True
-        if state is _RUNNING and handle._cancel_reason is None:
-            worker = handle._worker
+        if state is _RUNNING and record.cancel_reason is None:
+            worker = record.worker
             assert isinstance(worker, Worker)
-            self._request_cancel(worker, handle, reason)
+            self._request_cancel(worker, record, CancelReason.CANCEL)
             return True
         return False
 
-    def _cancel_queued(self, handle: JobHandle, now: float) -> None:
-        timer = handle._retry_timer
+    def _cancel_queued(self, record: JobRecord, now: float) -> None:
+        timer = record.retry_timer
         if timer is not None:
             timer.cancel()
-            handle._retry_timer = None
-        elif handle in self._queue:
+            record.retry_timer = None
+        elif record in self._queue:
             # Left in the deque and skipped when reached; it no longer takes room.
             self._ready -= 1
             if self._putters:
                 self._wake_putter()
-        self._queued -= 1
-        self._cancelled += 1
-        handle._cancelled_running = False
-        self._terminal(handle, JobState.CANCELLED, now)
-        self._bus.emit(ev.JobCancelled, now, job_id=handle.job.id, worker_id=None, started=False)
+        self._ledger.cancel_queued(record, now)
 
-    def _request_cancel(self, worker: Worker, handle: JobHandle, reason: str) -> None:
-        """Ask the handler running ``handle`` on ``worker`` to stop."""
-        if worker.job is not handle or handle._cancel_reason is not None:
+    def _request_cancel(self, worker: Worker, record: JobRecord, reason: CancelReason) -> None:
+        """Ask the handler running ``record`` on ``worker`` to stop."""
+        if worker.job is not record or record.cancel_reason is not None:
             return
-        handle._cancel_reason = reason
-        ctx = handle._ctx
-        if ctx is not None:
-            ctx._cancelled = True
+        record.cancel_reason = reason
+        if record.cancelled_attempts is None:
+            record.cancelled_attempts = set()
+        record.cancelled_attempts.add(record.attempt)
         if worker.runner.cancels_task:
             assert worker.task is not None
             if worker.task is asyncio.current_task():
                 # From inside the handler: Task.uncancel() (3.11/3.12) would not undo it.
                 assert self._loop is not None
-                self._loop.call_soon(self._cancel_task_later, worker, handle)
+                self._loop.call_soon(self._cancel_task_later, worker, record)
             else:
                 worker.cancels += 1
                 worker.task.cancel()
@@ -820,35 +699,29 @@ class Pool:
         self._bus.emit(
             ev.JobCancelRequested,
             self._now(),
-            job_id=handle.job.id,
+            job_id=record.job.id,
             worker_id=worker.id,
-            reason=reason,
+            reason=reason.value,
         )
-        if reason != "shutdown":  # the shutdown abandons on its own schedule
+        if reason is not CancelReason.SHUTDOWN:  # the shutdown abandons on its own schedule
             worker.abandon_timer = self._clock.call_later(
-                self._cancel_grace, functools.partial(self._abandon, worker, handle)
+                self._cancel_grace, functools.partial(self._abandon, worker, record)
             )
 
-    def _cancel_task_later(self, worker: Worker, handle: JobHandle) -> None:
-        if worker.job is handle and worker.task is not None and not worker.task.done():
+    def _cancel_task_later(self, worker: Worker, record: JobRecord) -> None:
+        if worker.job is record and worker.task is not None and not worker.task.done():
             worker.cancels += 1
             worker.task.cancel()
 
-    def _abandon(self, worker: Worker, handle: JobHandle) -> None:
+    def _abandon(self, worker: Worker, record: JobRecord) -> None:
         """Give up on a job that ignored its cancellation; the slot gets a fresh worker."""
-        if worker.job is not handle or handle._state is not _RUNNING:
+        if worker.job is not record or record.state is not _RUNNING:
             return
         now = self._now()
         worker.clear_timers()
         worker.detached = True
         worker.job = None
-        self._running -= 1
-        self._abandoned += 1
-        duration = now - (handle._started_at or now)
-        self._terminal(handle, JobState.ABANDONED, now)
-        self._bus.emit(
-            ev.JobAbandoned, now, job_id=handle.job.id, worker_id=worker.id, duration=duration
-        )
+        self._ledger.abandon(record, worker.id, now)
         worker.runner.abandon()
         if self._workers.get(worker.id) is worker:
             if worker.retiring or self._stopping_workers or self._winding_down():
@@ -858,7 +731,7 @@ class Pool:
                     worker.id,
                     previous=worker,
                     announce=lambda _new: self._bus.emit(
-                        ev.WorkerReplaced, self._now(), worker_id=worker.id, job_id=handle.job.id
+                        ev.WorkerReplaced, self._now(), worker_id=worker.id, job_id=record.job.id
                     ),
                 )
         self._check_settled()
@@ -908,7 +781,9 @@ class Pool:
         elif previous is None:
             self._bus.emit(ev.WorkerStarted, self._now(), worker_id=worker_id)
         worker.runner.start()
-        task = self._loop.create_task(worker.run(self), name=f"{self._name}-{worker_id}")
+        task = self._loop.create_task(
+            worker.run(self._take, self._begin_job, self._end_job), name=f"{self._name}-{worker_id}"
+        )
         worker.task = task  # already set by the task itself if it started eagerly
         task.add_done_callback(functools.partial(self._worker_exited, worker))
         return worker
@@ -930,11 +805,11 @@ class Pool:
         worker.runner.stop()
         if worker.detached or self._workers.get(worker.id) is not worker:
             return  # replaced after its job was abandoned: its fate is already told
-        handle = worker.job
+        record = worker.job
         if task.cancelled():
             # Cancelled from outside (the loop is going away): not a crash.
-            if handle is not None:
-                self._lose_job(worker, handle, None)
+            if record is not None:
+                self._lose_job(worker, record, None)
             worker.status = WorkerState.STOPPED
             self._drop_slot(worker)
             self._bus.emit(ev.WorkerStopped, self._now(), worker_id=worker.id)
@@ -942,98 +817,26 @@ class Pool:
         if exc is None:
             self._retire_slot(worker)
             return
-        self._crash(worker, handle, exc, never_ready=never_ready)
-
-    def _lose_job(self, worker: Worker, handle: JobHandle, crash: BaseException | None) -> None:
-        """End the attempt a dead worker held: failed or retried after a crash, else cancelled."""
-        now = self._now()
-        worker.clear_timers()
-        worker.job = None
-        self._running -= 1
-        duration = now - (handle._started_at or now)
-        if (
-            isinstance(crash, WorkerDied)
-            and not crash.job_began
-            and handle._cancel_reason is None
-            and self._may_retry()
-        ):
-            # The job never began: no attempt was made, so it waits for another worker.
-            worker.jobs_failed += 1  # as the dashboard counts a crash under a job
-            self._hand_back_unstarted(handle, worker.id, crash, duration, now)
-        elif crash is not None and handle._cancel_reason is None:
-            worker.jobs_failed += 1
-            cause = crash.__cause__ if isinstance(crash, WorkerDied) and crash.__cause__ else crash
-            info = ErrorInfo.from_exception(cause)
-            info = ErrorInfo(
-                type=info.type,
-                message=f"worker {worker.id} crashed: {info.message}",
-                traceback=info.traceback,
-            )
-            self._attempt_failed(handle, worker.id, crash, duration, now, info)
-        elif handle._cancel_reason == "timeout":
-            worker.jobs_failed += 1
-            self._timed_out += 1
-            self._terminal(handle, JobState.TIMED_OUT, now)
-            self._keep_dead(handle, JobState.TIMED_OUT, None, now)
-            self._bus.emit(
-                ev.JobTimedOut,
-                now,
-                job_id=handle.job.id,
-                worker_id=worker.id,
-                attempt=handle._attempt,
-                duration=duration,
-            )
-        else:
-            handle._cancelled_running = True
-            self._cancelled += 1
-            self._terminal(handle, JobState.CANCELLED, now)
-            self._bus.emit(
-                ev.JobCancelled, now, job_id=handle.job.id, worker_id=worker.id, started=True
-            )
-        self._check_settled()
-
-    def _hand_back_unstarted(
-        self, handle: JobHandle, worker_id: str, crash: WorkerDied, duration: float, now: float
-    ) -> None:
-        handle._attempt -= 1
-        handle._state = _QUEUED
-        handle._worker = None
-        handle._queued_at = now
-        self._queued += 1
-        self._retried += 1
-        self._bus.emit(
-            ev.JobRetryScheduled,
-            now,
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=handle._attempt + 1,
-            duration=duration,
-            error=ErrorInfo(
-                type="pool.runners.WorkerDied", message=f"{crash} before the job began"
-            ),
-            delay=0.0,
-        )
-        self._dispatch(handle)
+        self._crash(worker, record, exc, never_ready=never_ready)
 
     def _crash(
         self,
         worker: Worker,
-        handle: JobHandle | None,
+        record: JobRecord | None,
         exc: BaseException,
         *,
         never_ready: bool = False,
     ) -> None:
         now = self._now()
-        cause = exc.__cause__ if isinstance(exc, WorkerDied) and exc.__cause__ else exc
-        info = ErrorInfo.from_exception(cause)
-        if handle is not None:
-            self._lose_job(worker, handle, exc)
+        info = crash_error(exc)
+        if record is not None:
+            self._lose_job(worker, record, exc)
         if worker.retiring or self._winding_down() or self._stopping_workers:
             self._bus.emit(
                 ev.WorkerCrashed,
                 self._now(),
                 worker_id=worker.id,
-                job_id=_id(handle),
+                job_id=_id(record),
                 error=info,
                 restart_in=None,
             )
@@ -1065,7 +868,7 @@ class Pool:
                 ev.WorkerCrashed,
                 self._now(),
                 worker_id=worker.id,
-                job_id=_id(handle),
+                job_id=_id(record),
                 error=info,
                 restart_in=None,
             )
@@ -1082,7 +885,7 @@ class Pool:
             ev.WorkerCrashed,
             self._now(),
             worker_id=worker.id,
-            job_id=_id(handle),
+            job_id=_id(record),
             error=info,
             restart_in=delay,
         )
@@ -1241,7 +1044,7 @@ class Pool:
         self._wake_settled()
 
     def _check_settled(self) -> None:
-        if self._settled is not None and not self._queued and not self._running:
+        if self._settled is not None and self._ledger.settled():
             self._wake_settled()
 
     def _wake_settled(self) -> None:
@@ -1255,7 +1058,7 @@ class Pool:
         Returns:
             True if every job has ended.
         """
-        if not self._queued and not self._running:
+        if self._ledger.settled():
             return True
         assert self._loop is not None
         settled = self._settled = self._loop.create_future()
@@ -1268,7 +1071,7 @@ class Pool:
             timer.cancel()
             self._settled = None
             self._phase_deadline = None
-        return not self._queued and not self._running
+        return self._ledger.settled()
 
     async def _run_shutdown(
         self, grace: float, drain: bool, cancel_grace: float, reason: str | None
@@ -1286,7 +1089,7 @@ class Pool:
             drain=drain,
             reason=reason,
         )
-        live = list(self._live.values())
+        live = self._ledger.live()
         while self._putters:
             self._wake_putter()  # they find the pool closed and raise PoolClosed
         if not drain:
@@ -1298,16 +1101,16 @@ class Pool:
                 self._unpause()
             if not self._escalations:
                 await self._wait_settled(grace)
-            if self._queued or self._running:
+            if not self._ledger.settled():
                 reached = PoolPhase.CANCELLING
                 self._set_phase(PoolPhase.CANCELLING)
                 self._hand_back_queued()
                 for worker in list(self._workers.values()):
                     if worker.job is not None:
-                        self._request_cancel(worker, worker.job, "shutdown")
+                        self._request_cancel(worker, worker.job, CancelReason.SHUTDOWN)
                 if self._escalations < 2:
                     await self._wait_settled(min(cancel_grace, self._shutdown_cancel_grace))
-            if self._running:
+            if self._ledger.running:
                 reached = PoolPhase.FORCING
                 self._set_phase(PoolPhase.FORCING)
                 for worker in list(self._workers.values()):
@@ -1328,15 +1131,15 @@ class Pool:
                 self._now(),
                 phase=self._phase,
                 remaining=remaining,
-                running=self._running,
-                queued=self._queued,
+                running=self._ledger.running,
+                queued=self._ledger.queued,
             )
 
     def _hand_back_queued(self) -> None:
         now = self._now()
-        for handle in list(self._live.values()):
-            if handle._state is _QUEUED:
-                self._cancel_queued(handle, now)
+        for record in self._ledger.live():
+            if record.state is _QUEUED:
+                self._cancel_queued(record, now)
 
     async def _stop_workers(self) -> None:
         self._stopping_workers = True
@@ -1364,20 +1167,20 @@ class Pool:
             await asyncio.wait(tasks)
 
     def _finish_shutdown(
-        self, start: float, reached: PoolPhase, reason: str | None, live: list[JobHandle]
+        self, start: float, reached: PoolPhase, reason: str | None, live: list[JobRecord]
     ) -> ShutdownReport:
         finished: list[str] = []
         cancelled: list[Job] = []
         not_started: list[Job] = []
         abandoned: list[Job] = []
-        for handle in live:
-            state = handle._state
+        for record in live:
+            state = record.state
             if state is JobState.CANCELLED:
-                (cancelled if handle._cancelled_running else not_started).append(handle.job)
+                (cancelled if record.cancelled_running else not_started).append(record.job)
             elif state is JobState.ABANDONED:
-                abandoned.append(handle.job)
+                abandoned.append(record.job)
             else:
-                finished.append(handle.job.id)
+                finished.append(record.job.id)
         failed = reason is not None
         report = ShutdownReport(
             finished=tuple(finished),
@@ -1426,7 +1229,7 @@ class Pool:
 
     def dead_letters(self) -> tuple[DeadLetter, ...]:
         """The failed jobs kept, oldest first."""
-        return tuple(self._dead)
+        return self._ledger.dead_letters()
 
     async def resubmit(self, job_id: str, *, timeout: float | None = None) -> JobHandle:  # noqa: ASYNC109
         """Submit a dead letter's job again (its attempts start over) and remove it.
@@ -1440,14 +1243,11 @@ class Pool:
             ValueError: No dead letter has that id.
             PoolClosed, QueueFull: As :meth:`submit`.
         """
-        for letter in self._dead:
-            if letter.job.id == job_id:
-                break
-        else:
+        letter = self._ledger.dead_letter(job_id)
+        if letter is None:
             raise ValueError(f"no dead letter with id {job_id!r}")
         handle = await self.submit(letter.job, timeout=timeout)
-        if letter in self._dead:
-            self._dead.remove(letter)
+        self._ledger.forget_dead_letter(letter)
         return handle
 
     # --- serving ------------------------------------------------------------
@@ -1505,32 +1305,31 @@ class Pool:
     def stats(self) -> PoolStats:
         """The pool's figures now (see :class:`PoolStats` for their exact meaning)."""
         now = self._now()
-        queue = self._queue
-        while queue and queue[0]._state is not _QUEUED:
-            queue.popleft()
-        oldest = now - queue[0]._queued_at if queue else 0.0
+        # The oldest ready job; cancelled ones wait in the deque to be skipped.
+        oldest = next((now - r.queued_at for r in self._queue if r.state is _QUEUED), 0.0)
+        ledger = self._ledger
         return PoolStats(
-            submitted=self._submitted,
-            rejected=self._rejected,
-            queued=self._queued,
-            running=self._running,
-            succeeded=self._succeeded,
-            failed=self._failed,
-            timed_out=self._timed_out,
-            cancelled=self._cancelled,
-            abandoned=self._abandoned,
-            retried=self._retried,
+            submitted=ledger.submitted,
+            rejected=ledger.rejected,
+            queued=ledger.queued,
+            running=ledger.running,
+            succeeded=ledger.succeeded,
+            failed=ledger.failed,
+            timed_out=ledger.timed_out,
+            cancelled=ledger.cancelled,
+            abandoned=ledger.abandoned,
+            retried=ledger.retried,
             restarts=self._restarts,
             workers=sum(1 for w in self._workers.values() if w.status not in _GONE),
             target_workers=self._target,
-            busy_workers=self._running,
+            busy_workers=ledger.running,
             retiring_workers=self._retiring,
             queue_capacity=self._queue_size,
             oldest_queued_age=oldest,
-            run_time=self._run_times.percentiles(),
-            queue_wait=self._waits.percentiles(),
-            throughput=self._throughput.rate(now),
-            dead_letters=len(self._dead),
+            run_time=ledger.run_times.percentiles(),
+            queue_wait=ledger.waits.percentiles(),
+            throughput=ledger.throughput(now),
+            dead_letters=len(ledger.dead_letters()),
         )
 
     def snapshot(self) -> PoolSnapshot:
@@ -1548,13 +1347,14 @@ class Pool:
 
     def job(self, job_id: str) -> JobHandle | None:
         """The handle of a live (queued or running) job, or None."""
-        return self._live.get(job_id)
+        record = self._ledger.get(job_id)
+        return None if record is None else record.handle
 
     def __repr__(self) -> str:
         return (
             f"<Pool {self._name!r} [{self._phase.value}] "
             f"workers={len(self._workers)}/{self._target} "
-            f"queued={self._queued} running={self._running}>"
+            f"queued={self._ledger.queued} running={self._ledger.running}>"
         )
 
 
@@ -1591,5 +1391,58 @@ def _set_none(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _id(handle: JobHandle | None) -> str | None:
-    return handle.job.id if handle is not None else None
+def _id(record: JobRecord | None) -> str | None:
+    return record.job.id if record is not None else None
+
+
+class _Port:
+    """How a pool's job contexts and handles reach it (a :class:`~pool.job.JobPort`).
+
+    Progress and output may be reported from a handler's thread: they hop
+    onto the pool's loop first.
+    """
+
+    __slots__ = ("_loop", "_loop_thread", "_on_output", "_on_progress", "cancel")
+
+    def __init__(
+        self,
+        on_progress: Callable[[JobRecord, int, float, str], None],
+        on_output: Callable[[JobRecord, int, str, str, int | None, str | None], None],
+        cancel: Callable[[JobRecord], bool],
+    ) -> None:
+        self._on_progress = on_progress
+        self._on_output = on_output
+        self.cancel = cancel
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = -1
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The pool runs on ``loop``, in this thread."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    def progress(self, record: JobRecord, attempt: int, fraction: float, message: str) -> None:
+        """See :meth:`JobPort.progress`."""
+        self._call(self._on_progress, record, attempt, fraction, message)
+
+    def output(
+        self,
+        record: JobRecord,
+        attempt: int,
+        worker_id: str,
+        output: str,
+        exit_code: int | None,
+        path: str | None,
+    ) -> None:
+        """See :meth:`JobPort.output`."""
+        self._call(self._on_output, record, attempt, worker_id, output, exit_code, path)
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+            return
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            return  # the loop has closed: the pool is gone, and so is anyone to tell
