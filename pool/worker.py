@@ -79,6 +79,7 @@ class Worker:
     """
 
     __slots__ = (
+        "_fate",
         "abandon_timer",
         "cancels",
         "deadline_timer",
@@ -91,7 +92,6 @@ class Worker:
         "restarts",
         "retiring",
         "runner",
-        "status",
         "task",
         "wake",
     )
@@ -117,7 +117,7 @@ class Worker:
         self.cancels = 0
         self.retiring = False
         self.detached = False
-        self.status: WorkerState | None = None
+        self._fate: WorkerState | None = None  # restarting, stopped or crashed: no loop runs
         self.restarts = restarts
         self.jobs_done = jobs_done
         self.jobs_failed = jobs_failed
@@ -125,11 +125,28 @@ class Worker:
     @property
     def state(self) -> WorkerState:
         """The slot's state, as the dashboard shows it."""
-        if self.status is not None:
-            return self.status
+        if self._fate is not None:
+            return self._fate
         if self.retiring:
             return WorkerState.RETIRING
         return WorkerState.BUSY if self.job is not None else WorkerState.IDLE
+
+    @property
+    def live(self) -> bool:
+        """Whether its loop runs (it is idle, busy or retiring)."""
+        return self._fate is None
+
+    def stop(self) -> None:
+        """It exited (or will not restart) because the pool stops or shrinks."""
+        self._fate = WorkerState.STOPPED
+
+    def give_up(self) -> None:
+        """It crashed and will not be restarted."""
+        self._fate = WorkerState.CRASHED
+
+    def wait_restart(self) -> None:
+        """It crashed and waits out its backoff before a new worker takes its slot."""
+        self._fate = WorkerState.RESTARTING
 
     def info(self) -> WorkerInfo:
         """This worker as a frozen record."""
