@@ -153,12 +153,15 @@ class Subscription:
         return self
 
     async def __anext__(self) -> PoolEvent:
-        if not self._buffer and not await self.wait():
-            raise StopAsyncIteration
-        if not self._buffer:
-            self._flush_missed()
-        event = self._buffer.popleft()
-        self._made_room()
+        buffer = self._buffer
+        if not buffer:
+            if not await self.wait():
+                raise StopAsyncIteration
+            if not buffer:
+                self._flush_missed()
+        event = buffer.popleft()
+        if not self._bus.room:  # the bus was skipping: this read may have made room
+            self._made_room()
         return event
 
     async def __aenter__(self) -> Subscription:
@@ -185,13 +188,17 @@ class EventBus:
     never waits, and builds the event only while some subscription has room.
     """
 
-    __slots__ = ("_closed", "_deliver", "_room", "_seq", "_skipped", "_skipped_at", "_subs")
+    __slots__ = ("_closed", "_deliver", "_seq", "_skipped", "_skipped_at", "_subs", "room")
 
     def __init__(self) -> None:
         self._seq = 0
         self._subs: list[Subscription] = []
         self._closed = False
-        self._room = False
+        self.room = False
+        """Whether some subscription has room: only then is an event worth building.
+
+        Read it, never set it: the bus keeps it (a plain attribute, as
+        subscribers read it after every event they take)."""
         self._skipped = 0
         self._skipped_at = 0.0
         self._deliver: Callable[[PoolEvent], None] = self._deliver_all
@@ -200,11 +207,6 @@ class EventBus:
     def seq(self) -> int:
         """The sequence number of the last event emitted (or skipped)."""
         return self._seq
-
-    @property
-    def room(self) -> bool:
-        """Whether some subscription has room: only then is an event worth building."""
-        return self._room
 
     @property
     def active(self) -> bool:
@@ -219,7 +221,7 @@ class EventBus:
         name. Nothing is built while no subscription has room: the event
         then only takes its ``seq``, and every subscription counts it as missed.
         """
-        if self._room:
+        if self.room:
             self._seq += 1
             if named:
                 self._deliver(cls(seq=self._seq, at=at, **named))
@@ -235,10 +237,10 @@ class EventBus:
 
         With nobody subscribed it takes no ``seq`` of its own: it carries the last one.
         """
-        if self._room or self._subs:
+        if self.room or self._subs:
             self._seq += 1
         event = cls(seq=self._seq, at=at, **named)
-        if self._room:
+        if self.room:
             self._deliver(event)  # type: ignore[arg-type]
         elif self._subs:
             self._skipped += 1
@@ -250,7 +252,7 @@ class EventBus:
         # dashboard) is the usual case: then delivery is its own method.
         subs = self._subs
         self._deliver = subs[0].deliver if len(subs) == 1 else self._deliver_all
-        self._room = any(sub.has_room() for sub in subs)
+        self.room = any(sub.has_room() for sub in subs)
 
     def _deliver_all(self, event: PoolEvent) -> None:
         for sub in self._subs:
@@ -260,7 +262,7 @@ class EventBus:
 
     def buffer_filled(self) -> None:
         """A subscription's buffer is full: is any other's not? (for subscriptions)."""
-        self._room = any(sub.has_room() for sub in self._subs)
+        self.room = any(sub.has_room() for sub in self._subs)
 
     def settle_skipped(self) -> None:
         """Count the events skipped so far as missed by every subscription (for subscriptions).

@@ -147,8 +147,12 @@ class JobQueue:
             self._ready += 1
 
     def discard(self, record: JobRecord) -> None:
-        """A job in the queue was cancelled: it no longer takes room (it is skipped later)."""
-        if record in self._jobs:
+        """A queued job is being cancelled: it no longer takes room (it is skipped later).
+
+        Called before the ledger ends it (while it is still queued); once it
+        has ended, or if it was never in the queue, nothing changes.
+        """
+        if record.state is _QUEUED and record in self._jobs:
             self._ready -= 1
             if self._putters:
                 self._wake_putter()
@@ -224,7 +228,7 @@ class JobQueue:
             self._hand_to_idle(record)
 
     def dismiss(self, worker: Worker) -> None:
-        """``worker`` is leaving (retired or dropped): if it waits for a job, it exits now."""
+        """``worker`` retires: if it waits for a job, it wakes, sees so and exits now."""
         if worker in self._idle:
             self._idle.remove(worker)
         wake = worker.wake

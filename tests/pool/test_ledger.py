@@ -81,36 +81,81 @@ def boom() -> ValueError:
 
 
 # Each move: what the job is before, the move, and what follows: the counters
-# that change (by one each, unless said), the record's state, the events.
-MOVES: list[tuple[str, str, Any, dict[str, int], JobState, list[str]]] = [
+# that change (by one each), the record's state, the event told (without its
+# seq), and whether the attempt's run time counts in the window.
+BOOM = ErrorInfo(type="ValueError", message="boom")
+MOVES: list[tuple[str, str, Any, dict[str, int], JobState, dict[str, object], bool]] = [
     ("succeed", "running", lambda w, r: w.ledger.succeed(r, "w1", b"x", 5.0),
-     {"running": -1, "succeeded": 1}, JobState.SUCCEEDED, ["JobSucceeded"]),
+     {"running": -1, "succeeded": 1}, JobState.SUCCEEDED,
+     {"type": "JobSucceeded", "at": 5.0, "job_id": "j", "worker_id": "w1", "attempt": 1,
+      "duration": 3.0}, True),
     ("fail", "running", lambda w, r: w.ledger.fail(r, "w1", boom(), 5.0, may_retry=True),
-     {"running": -1, "failed": 1}, JobState.FAILED, ["JobFailed"]),
+     {"running": -1, "failed": 1}, JobState.FAILED,
+     {"type": "JobFailed", "at": 5.0, "job_id": "j", "worker_id": "w1", "attempt": 1,
+      "duration": 3.0, "error": BOOM}, True),
+    ("fail unmeasured", "running",
+     lambda w, r: w.ledger.fail(r, "w1", boom(), 5.0, may_retry=True, info=BOOM, measured=False),
+     {"running": -1, "failed": 1}, JobState.FAILED,
+     {"type": "JobFailed", "at": 5.0, "job_id": "j", "worker_id": "w1", "attempt": 1,
+      "duration": 3.0, "error": BOOM}, False),
     ("time out", "running",
      lambda w, r: w.ledger.time_out(r, "w1", 5.0, may_retry=True, measured=True),
-     {"running": -1, "timed_out": 1}, JobState.TIMED_OUT, ["JobTimedOut"]),
+     {"running": -1, "timed_out": 1}, JobState.TIMED_OUT,
+     {"type": "JobTimedOut", "at": 5.0, "job_id": "j", "worker_id": "w1", "attempt": 1,
+      "duration": 3.0}, True),
+    ("time out unmeasured", "running",
+     lambda w, r: w.ledger.time_out(r, "w1", 5.0, may_retry=True, measured=False),
+     {"running": -1, "timed_out": 1}, JobState.TIMED_OUT,
+     {"type": "JobTimedOut", "at": 5.0, "job_id": "j", "worker_id": "w1", "attempt": 1,
+      "duration": 3.0}, False),
     ("cancel running", "running", lambda w, r: w.ledger.cancel_running(r, "w1", 5.0, True),
-     {"running": -1, "cancelled": 1}, JobState.CANCELLED, ["JobCancelled"]),
+     {"running": -1, "cancelled": 1}, JobState.CANCELLED,
+     {"type": "JobCancelled", "at": 5.0, "job_id": "j", "worker_id": "w1", "started": True},
+     True),
+    ("cancel running unmeasured", "running",
+     lambda w, r: w.ledger.cancel_running(r, "w1", 5.0, False),
+     {"running": -1, "cancelled": 1}, JobState.CANCELLED,
+     {"type": "JobCancelled", "at": 5.0, "job_id": "j", "worker_id": "w1", "started": True},
+     False),
     ("abandon", "running", lambda w, r: w.ledger.abandon(r, "w1", 5.0),
-     {"running": -1, "abandoned": 1}, JobState.ABANDONED, ["JobAbandoned"]),
+     {"running": -1, "abandoned": 1}, JobState.ABANDONED,
+     {"type": "JobAbandoned", "at": 5.0, "job_id": "j", "worker_id": "w1", "duration": 3.0},
+     False),
     ("hand back unstarted", "running",
      lambda w, r: w.ledger.hand_back_unstarted(r, "w1", WorkerDied("died"), 5.0),
-     {"running": -1, "queued": 1, "retried": 1}, JobState.QUEUED, ["JobRetryScheduled"]),
+     {"running": -1, "queued": 1, "retried": 1}, JobState.QUEUED,
+     {"type": "JobRetryScheduled", "at": 5.0, "job_id": "j", "worker_id": "w1", "attempt": 1,
+      "duration": 3.0, "delay": 0.0,
+      "error": ErrorInfo(type="pool.runners.WorkerDied", message="died before the job began")},
+     False),
     ("cancel queued", "queued", lambda w, r: w.ledger.cancel_queued(r, 5.0),
-     {"queued": -1, "cancelled": 1}, JobState.CANCELLED, ["JobCancelled"]),
+     {"queued": -1, "cancelled": 1}, JobState.CANCELLED,
+     {"type": "JobCancelled", "at": 5.0, "job_id": "j", "worker_id": None, "started": False},
+     False),
     ("begin", "queued", lambda w, r: w.ledger.begin(r, object(), "w1", 5.0),
-     {"queued": -1, "running": 1}, JobState.RUNNING, ["JobStarted"]),
+     {"queued": -1, "running": 1}, JobState.RUNNING,
+     {"type": "JobStarted", "at": 5.0, "job_id": "j", "worker_id": "w1", "attempt": 1,
+      "waited": 4.0}, False),
 ]  # fmt: skip
+
+
+def told(event: events.PoolEvent) -> dict[str, object]:
+    """An event's fields but its seq, with the error as an ErrorInfo without traceback."""
+    data = {name: getattr(event, name) for name in events.fields(type(event)) if name != "seq"}
+    error = data.get("error")
+    if isinstance(error, ErrorInfo):
+        data["error"] = ErrorInfo(type=error.type, message=error.message)
+    return {"type": type(event).__name__, **data}
 
 
 class TestMoves:
     def test_each_move_changes_its_counters_and_state_and_tells_it(self) -> None:
-        for name, before, move, changed, state, told in MOVES:
+        for name, before, move, changed, state, event, measured in MOVES:
             world = World(NO_RETRY)
             record = world.running() if before == "running" else world.queued()
             world.events()
             was = counts(world.ledger)
+            runs = world.ledger.run_times.percentiles().count
 
             move(world, record)
 
@@ -118,13 +163,16 @@ class TestMoves:
             delta = {k: now[k] - was[k] for k in COUNTERS if now[k] != was[k]}
             assert delta == changed, name
             assert record.state is state, name
-            assert [type(e).__name__ for e in world.events()] == told, name
+            assert [told(e) for e in world.events()] == [event], name
+            assert world.ledger.run_times.percentiles().count == runs + measured, name
             assert world.ledger.balanced(), name
             live = world.ledger.get("j")
             assert (live is record) == (state in (JobState.QUEUED, JobState.RUNNING)), name
+            assert world.ledger.settled() == (live is None), name
             if state.is_terminal:
                 assert record.ended_at == 5.0, name
                 assert record.worker is None, name
+                assert record.cancelled_running is name.startswith("cancel running"), name
 
     def test_accept_and_reject(self) -> None:
         world = World()
@@ -191,6 +239,30 @@ class TestMoves:
         for i in range(3):
             world.ledger.succeed(world.running(f"j{i}"), "w1", None, 1.0)
         assert world.ledger.throughput(3.0) == 1.0  # three ends over three seconds
+        world.ledger.restart_throughput(10.0)
+        assert world.ledger.throughput(11.0) == 0.0
+        world.ledger.succeed(world.running("late"), "w1", None, 11.0)
+        assert world.ledger.throughput(12.0) == 0.5
+
+    def test_a_failure_keeps_its_exception_and_error(self) -> None:
+        world = World()
+        record = world.running()
+        exc = boom()
+        world.ledger.fail(record, "w1", exc, 5.0, may_retry=False)
+        assert record.exc is exc
+        assert record.error is not None
+        assert (record.error.type, record.error.message) == ("ValueError", "boom")
+
+    def test_retry_jitter_needs_no_random_source_given(self) -> None:
+        bus = EventBus()
+        ledger = Ledger(
+            bus, now=0.0, max_dead_letters=1, retry=RetryPolicy(max_attempts=2, jitter=0.5)
+        )
+        record = ledger.accept(Job(id="j"), 0.0)
+        ledger.begin(record, object(), "w1", 1.0)
+        delay = ledger.fail(record, "w1", boom(), 2.0, may_retry=True)
+        assert delay is not None
+        assert delay >= 0.0
 
 
 class TestRetries:
@@ -379,8 +451,10 @@ class TestCrashError:
 
         assert crash_error(crash).type == "OSError"
         assert crash_error(crash).message == "pipe closed"
+        assert "OSError: pipe closed" in crash_error(crash).traceback
         held = crash_error(crash, "w2")
         assert (held.type, held.message) == ("OSError", "worker w2 crashed: pipe closed")
+        assert held.traceback == crash_error(crash).traceback
 
     def test_any_other_crash_is_told_as_itself(self) -> None:
         assert crash_error(WorkerDied("gone")).type == "pool.runners.WorkerDied"
