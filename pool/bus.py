@@ -184,8 +184,9 @@ class EventBus:
     """The pool's one publisher: numbers each event and hands it to every subscription.
 
     ``emit(JobStarted, at, job_id, worker_id, attempt, waited)`` takes the
-    event's class, its time, and its other fields in declaration order. It
-    never waits, and builds the event only while some subscription has room.
+    event's class, its time, and its other fields in declaration order
+    (``emit_named`` takes them by name). It never waits, and builds the
+    event only while some subscription has room.
     """
 
     __slots__ = ("_closed", "_deliver", "_seq", "_skipped", "_skipped_at", "_subs", "room")
@@ -213,39 +214,47 @@ class EventBus:
         """Whether anyone is subscribed (when not, events are not even built)."""
         return bool(self._subs)
 
-    def emit(self, cls: Callable[..., PoolEvent], at: float, *fields: Any, **named: Any) -> None:
+    def emit(self, cls: Callable[..., PoolEvent], at: float, *fields: Any) -> None:
         """Publish an event of class ``cls`` at time ``at``, numbered with the next ``seq``.
 
-        Its other fields come after: either all positional, in declaration
-        order (the per-job events: the quickest way to build one), or all by
-        name. Nothing is built while no subscription has room: the event
-        then only takes its ``seq``, and every subscription counts it as missed.
+        Its other fields come after, in declaration order (the quickest way to
+        build one: the per-job events go this way). Nothing is built while no
+        subscription has room: the event then only takes its ``seq``, and
+        every subscription counts it as missed.
         """
         if self.room:
             self._seq += 1
-            if named:
-                self._deliver(cls(seq=self._seq, at=at, **named))
-            else:
-                self._deliver(cls(self._seq, at, *fields))
+            self._deliver(cls(self._seq, at, *fields))
         elif self._subs:
+            self._skip(at)
+
+    def emit_named(self, cls: Callable[..., PoolEvent], at: float, **named: Any) -> None:
+        """As :meth:`emit`, with the fields by name (the rarer events, for clarity)."""
+        if self.room:
             self._seq += 1
-            self._skipped += 1
-            self._skipped_at = at
+            self._deliver(cls(seq=self._seq, at=at, **named))
+        elif self._subs:
+            self._skip(at)
+
+    def _skip(self, at: float) -> None:
+        # Every subscription is full: the event takes its seq and is counted missed.
+        self._seq += 1
+        self._skipped += 1
+        self._skipped_at = at
 
     def emit_kept(self, cls: Callable[..., _E], at: float, **named: Any) -> _E:
         """As :meth:`emit`, but build the event in any case and return it (to keep it).
 
         With nobody subscribed it takes no ``seq`` of its own: it carries the last one.
         """
-        if self.room or self._subs:
-            self._seq += 1
-        event = cls(seq=self._seq, at=at, **named)
         if self.room:
+            self._seq += 1
+            event = cls(seq=self._seq, at=at, **named)
             self._deliver(event)  # type: ignore[arg-type]
-        elif self._subs:
-            self._skipped += 1
-            self._skipped_at = at
-        return event
+            return event
+        if self._subs:
+            self._skip(at)
+        return cls(seq=self._seq, at=at, **named)
 
     def _rebind(self) -> None:
         # Events are emitted several times a job, and one subscriber (the

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -160,6 +161,11 @@ class Ledger:
         """The record of a live (queued or running) job, or None."""
         return self._live.get(job_id)
 
+    @property
+    def jobs(self) -> Mapping[str, JobRecord]:
+        """Every live job's record by id (read it; only the ledger changes it)."""
+        return self._live
+
     def live(self) -> list[JobRecord]:
         """The records of every live job, in order of acceptance."""
         return list(self._live.values())
@@ -195,19 +201,24 @@ class Ledger:
         """A job was refused (the queue was full): submitted and rejected at once."""
         self.submitted += 1
         self.rejected += 1
-        self._bus.emit(ev.JobRejected, now, job_id=job_id, reason="queue full")
+        self._bus.emit_named(ev.JobRejected, now, job_id=job_id, reason="queue full")
 
-    def accept(self, job: Job, now: float) -> JobRecord:
-        """A job was accepted: it is live and queued from now on."""
+    def accept(
+        self, job: Job, now: float, label: str, put: Callable[[JobRecord], object]
+    ) -> JobRecord:
+        """A job was accepted: it is live and queued from now on (``label`` names it).
+
+        ``put`` hands it to the queue before it is told, so that a worker
+        waiting for it is woken before any reader of the events is (the
+        order the loop runs them in).
+        """
         record = JobRecord(job, now)
         self._live[job.id] = record
         self.submitted += 1
-        self.queued += 1
+        queued = self.queued = self.queued + 1
+        put(record)
+        self._bus.emit(ev.JobSubmitted, now, job.id, queued, label)
         return record
-
-    def tell_submitted(self, record: JobRecord, now: float, label: str) -> None:
-        """Emit the ``JobSubmitted`` of a job just accepted (once it is in the queue)."""
-        self._bus.emit(ev.JobSubmitted, now, record.job.id, self.queued, label)
 
     # --- queued -> running ----------------------------------------------------
 
@@ -271,7 +282,10 @@ class Ledger:
 
     def succeed(self, record: JobRecord, worker_id: str, result: object, now: float) -> None:
         """The attempt's handler returned."""
-        duration = self._stop_running(record, now, True)
+        # _stop_running's work, inline: this is the path of nearly every job.
+        self.running -= 1
+        duration = now - (record.started_at or now)
+        self._add_run_time(duration)
         self.succeeded += 1
         record.result = result
         record.error = record.exc = None  # an earlier attempt's error is no longer the job's
@@ -304,7 +318,7 @@ class Ledger:
         self.failed += 1
         self._end(record, JobState.FAILED, now)
         self._keep_dead(record, JobState.FAILED, info, now)
-        self._bus.emit(
+        self._bus.emit_named(
             ev.JobFailed,
             now,
             job_id=record.job.id,
@@ -336,7 +350,7 @@ class Ledger:
         self.timed_out += 1
         self._end(record, JobState.TIMED_OUT, now)
         self._keep_dead(record, JobState.TIMED_OUT, None, now)
-        self._bus.emit(
+        self._bus.emit_named(
             ev.JobTimedOut,
             now,
             job_id=record.job.id,
@@ -352,7 +366,7 @@ class Ledger:
         record.cancelled_running = True
         self.cancelled += 1
         self._end(record, JobState.CANCELLED, now)
-        self._bus.emit(
+        self._bus.emit_named(
             ev.JobCancelled, now, job_id=record.job.id, worker_id=worker_id, started=True
         )
 
@@ -361,7 +375,7 @@ class Ledger:
         duration = self._stop_running(record, now, False)
         self.abandoned += 1
         self._end(record, JobState.ABANDONED, now)
-        self._bus.emit(
+        self._bus.emit_named(
             ev.JobAbandoned, now, job_id=record.job.id, worker_id=worker_id, duration=duration
         )
 
@@ -376,7 +390,7 @@ class Ledger:
         record.queued_at = now
         self.queued += 1
         self.retried += 1
-        self._bus.emit(
+        self._bus.emit_named(
             ev.JobRetryScheduled,
             now,
             job_id=record.job.id,
@@ -397,7 +411,9 @@ class Ledger:
         self.cancelled += 1
         record.cancelled_running = False
         self._end(record, JobState.CANCELLED, now)
-        self._bus.emit(ev.JobCancelled, now, job_id=record.job.id, worker_id=None, started=False)
+        self._bus.emit_named(
+            ev.JobCancelled, now, job_id=record.job.id, worker_id=None, started=False
+        )
 
     # --- the ledger's own steps -----------------------------------------------
 
@@ -411,7 +427,7 @@ class Ledger:
         record.worker = None
         self.queued += 1
         self.retried += 1
-        self._bus.emit(
+        self._bus.emit_named(
             ev.JobRetryScheduled,
             now,
             job_id=record.job.id,

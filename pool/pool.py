@@ -176,6 +176,7 @@ class Pool:
             retry=settings.retry,
             rng=self._rng,
         )
+        self._live_jobs = self._ledger.jobs  # read on every submit
         self._port = _Port(self._job_progress, self._job_output, self._cancel_job)
         self._queue = JobQueue(settings.queue_size)
         self._supervisor = Supervisor(
@@ -319,7 +320,9 @@ class Pool:
         if not can_move(previous, phase):
             raise RuntimeError(f"pool cannot move from {previous.value} to {phase.value}")
         self._phase = phase
-        self._bus.emit(ev.PhaseChanged, self._now(), phase=phase, previous=previous, reason=reason)
+        self._bus.emit_named(
+            ev.PhaseChanged, self._now(), phase=phase, previous=previous, reason=reason
+        )
 
     def _closed(self) -> bool:
         """Whether intake has closed: a shutdown has begun (its task may not have run yet)."""
@@ -338,11 +341,11 @@ class Pool:
                 "use asyncio.run_coroutine_threadsafe(pool.submit(job), loop)"
             )
         phase = self._phase
-        if self._closed():
+        if self._shutdown.begun:
             raise PoolClosed(f"pool is {self._closing_state()}: it accepts no more jobs")
         if phase is not PoolPhase.RUNNING and phase is not PoolPhase.PAUSED:
             raise PoolError(f"cannot submit: pool is {phase.value}, not started")
-        if self._ledger.get(job.id) is not None:
+        if job.id in self._live_jobs:
             raise ValueError(f"job id {job.id!r} is already queued or running")
 
     def submit_nowait(self, job: Job) -> JobHandle:
@@ -388,15 +391,11 @@ class Pool:
         raise QueueFull(f"queue is full ({self._queue_size} jobs waiting)")
 
     def _accept(self, job: Job) -> JobHandle:
-        now = self._now()
-        record = self._ledger.accept(job, now)
-        handle = JobHandle(record, self._port)
-        self._queue.put(record)
         describe = self._describe
         # Named only when someone will read it: a label can cost a command's parsing.
         label = "" if describe is None or not self._bus.room else describe(job)
-        self._ledger.tell_submitted(record, now, label)
-        return handle
+        record = self._ledger.accept(job, self._now(), label, self._queue.put)
+        return JobHandle(record, self._port)
 
     # --- running jobs -------------------------------------------------------
 
@@ -566,7 +565,7 @@ class Pool:
                 worker.task.cancel()
         else:
             worker.runner.cancel()
-        self._bus.emit(
+        self._bus.emit_named(
             ev.JobCancelRequested,
             self._now(),
             job_id=record.job.id,

@@ -92,7 +92,9 @@ class Shutdown:
         "_settled",
         "_supervisor",
         "_task",
+        "begun",
         "deadline",
+        "waiting",
     )
 
     def __init__(
@@ -119,26 +121,24 @@ class Shutdown:
         self._settled: asyncio.Future[None] | None = None
         self.deadline: float | None = None
         """During a shutdown, the clock time when the current phase's wait ends; else None."""
-
-    @property
-    def begun(self) -> bool:
+        self.begun = False
         """Whether a shutdown has begun (intake is closed), even if its task has not run yet."""
-        return self._task is not None
+        self.waiting = False
+        """Whether it waits for every job to end (then each end must be told: :meth:`job_ended`).
+
+        Both are plain attributes, read on every submit and every job's end:
+        read them, never set them."""
 
     @property
     def report(self) -> ShutdownReport | None:
         """The report, once the shutdown has finished."""
         return self._report
 
-    @property
-    def waiting(self) -> bool:
-        """Whether it waits for every job to end (then each end must be told)."""
-        return self._settled is not None
-
     def begin(self, grace: float, drain: bool, cancel_grace: float, reason: str | None) -> None:
         """Start the shutdown's task (once; later calls do nothing)."""
         if self._task is not None:
             return
+        self.begun = True
         self._task = asyncio.get_running_loop().create_task(
             self._run(grace, drain, cancel_grace, reason), name=f"{self._name}-shutdown"
         )
@@ -176,6 +176,7 @@ class Shutdown:
         if self._ledger.settled():
             return True
         settled = self._settled = asyncio.get_running_loop().create_future()
+        self.waiting = True
         self.deadline = self._clock.now() + seconds
         timer = self._clock.call_later(seconds, self._wake)
         try:
@@ -184,6 +185,7 @@ class Shutdown:
         finally:
             timer.cancel()
             self._settled = None
+            self.waiting = False
             self.deadline = None
         return self._ledger.settled()
 
@@ -195,7 +197,7 @@ class Shutdown:
         if not host.started():
             return self._finish(start, PoolPhase.DRAINING, reason, [])
         host.set_phase(PoolPhase.DRAINING, reason)
-        self._bus.emit(
+        self._bus.emit_named(
             ev.ShutdownStarted,
             self._clock.now(),
             grace=grace,
@@ -239,7 +241,7 @@ class Shutdown:
             await sleep(self._clock, TICK_INTERVAL)
             deadline = self.deadline
             now = self._clock.now()
-            self._bus.emit(
+            self._bus.emit_named(
                 ev.ShutdownTick,
                 now,
                 phase=self._host.phase(),
@@ -278,7 +280,7 @@ class Shutdown:
         self._report = report
         final = PoolPhase.FAILED if failed else PoolPhase.STOPPED
         self._host.set_phase(final, reason)
-        self._bus.emit(
+        self._bus.emit_named(
             ev.PoolStopped,
             self._clock.now(),
             phase=final,

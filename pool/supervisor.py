@@ -135,7 +135,7 @@ class Supervisor:
     def set_target(self, target: int) -> None:
         """Change the size the pool is to have, and tell it."""
         previous, self._target = self._target, target
-        self._bus.emit(ev.PoolResized, self._clock.now(), target=target, previous=previous)
+        self._bus.emit_named(ev.PoolResized, self._clock.now(), target=target, previous=previous)
 
     async def resize(self, target: int) -> None:
         """Set the target and grow (returning once the new workers are ready) or shrink."""
@@ -157,12 +157,12 @@ class Supervisor:
                 if timer is not None:
                     timer.cancel()
                 self._drop_slot(worker)
-                self._bus.emit(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
+                self._bus.emit_named(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
                 continue
             worker.retiring = True
             self._retiring += 1
             self._queue.dismiss(worker)  # waiting for a job: it exits at once
-            self._bus.emit(ev.WorkerRetireRequested, self._clock.now(), worker_id=worker.id)
+            self._bus.emit_named(ev.WorkerRetireRequested, self._clock.now(), worker_id=worker.id)
 
     # --- a worker's life ----------------------------------------------------------
 
@@ -208,7 +208,7 @@ class Supervisor:
         if announce is not None:
             announce(worker)
         elif previous is None:
-            self._bus.emit(ev.WorkerStarted, self._clock.now(), worker_id=worker_id)
+            self._bus.emit_named(ev.WorkerStarted, self._clock.now(), worker_id=worker_id)
         worker.runner.start()
         task = loop.create_task(
             worker.run(self._queue.take, self._begin, self._end),
@@ -228,7 +228,7 @@ class Supervisor:
         self._spawn(
             worker.id,
             previous=worker,
-            announce=lambda _new: self._bus.emit(
+            announce=lambda _new: self._bus.emit_named(
                 ev.WorkerReplaced, self._clock.now(), worker_id=worker.id, job_id=job_id
             ),
         )
@@ -249,7 +249,7 @@ class Supervisor:
                 self._lose_job(worker, record, None)
             worker.stop()
             self._drop_slot(worker)
-            self._bus.emit(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
+            self._bus.emit_named(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
             return
         if exc is None:
             self._retire_slot(worker)
@@ -302,7 +302,7 @@ class Supervisor:
     def _tell_crash(
         self, worker: Worker, job_id: str | None, exc: BaseException, restart_in: float | None
     ) -> None:
-        self._bus.emit(
+        self._bus.emit_named(
             ev.WorkerCrashed,
             self._clock.now(),
             worker_id=worker.id,
@@ -317,14 +317,14 @@ class Supervisor:
             return  # retired by a resize while it waited
         if self._winding_down() or self._queue.stopped:
             worker.stop()
-            self._bus.emit(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
+            self._bus.emit_named(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
             return
         self._spawn(worker.id, previous=worker, announce=self._announce_restart)
 
     def _announce_restart(self, new: Worker) -> None:
         new.restarts += 1
         self._restarts += 1
-        self._bus.emit(
+        self._bus.emit_named(
             ev.WorkerRestarted, self._clock.now(), worker_id=new.id, restarts=new.restarts
         )
 
@@ -341,10 +341,10 @@ class Supervisor:
             if worker.retiring:
                 self._retiring -= 1
                 worker.retiring = False
-            self._bus.emit(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
+            self._bus.emit_named(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
             return
         self._drop_slot(worker)
-        self._bus.emit(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
+        self._bus.emit_named(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
 
     def _drop_slot(self, worker: Worker) -> None:
         if self._slots.get(worker.id) is worker:
@@ -366,7 +366,7 @@ class Supervisor:
         for worker in list(self._slots.values()):
             if worker.state is WorkerState.RESTARTING:
                 worker.stop()
-                self._bus.emit(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
+                self._bus.emit_named(ev.WorkerStopped, self._clock.now(), worker_id=worker.id)
             elif worker.task is not None and worker.live and not worker.detached:
                 if not worker.ready.done():
                     # Still starting (a child loading the handler): it holds no

@@ -42,7 +42,7 @@ class Source:
         bus = self.bus
         for _ in range(count):
             self.built += bus.room
-            bus.emit(ev.WorkerStarted, 100.0 + bus.seq + 1, worker_id="w")
+            bus.emit_named(ev.WorkerStarted, 100.0 + bus.seq + 1, worker_id="w")
 
 
 def dropped(seq: int, missed: int) -> ev.EventsDropped:

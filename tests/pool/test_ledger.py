@@ -63,9 +63,11 @@ class World:
             retry=retry,
             rng=random.Random(0),
         )
+        self.put: list[JobRecord] = []
+        """The records handed to the queue, in order."""
 
     def queued(self, job_id: str = "j", at: float = 1.0) -> JobRecord:
-        return self.ledger.accept(Job(id=job_id), at)
+        return self.ledger.accept(Job(id=job_id), at, "", self.put.append)
 
     def running(self, job_id: str = "j", at: float = 2.0) -> JobRecord:
         record = self.queued(job_id)
@@ -176,8 +178,7 @@ class TestMoves:
 
     def test_accept_and_reject(self) -> None:
         world = World()
-        record = world.queued("a")
-        world.ledger.tell_submitted(record, 1.0, "label")
+        world.ledger.accept(Job(id="a"), 1.0, "label", world.put.append)
         world.ledger.reject("b", 1.5)
 
         assert counts(world.ledger)["submitted"] == 2
@@ -188,6 +189,7 @@ class TestMoves:
             events.JobRejected(seq=2, at=1.5, job_id="b", reason="queue full"),
         ]
         assert world.ledger.get("b") is None
+        assert [r.job.id for r in world.put] == ["a"]  # queued before it was told
 
     def test_begin_counts_the_attempt_and_the_wait(self) -> None:
         world = World()
@@ -202,7 +204,7 @@ class TestMoves:
         assert world.ledger.waits.percentiles().count == 1
         assert world.ledger.waits.percentiles().p50 == 3.0
         assert world.events()[-1] == events.JobStarted(
-            seq=1, at=4.0, job_id="j", worker_id="w3", attempt=1, waited=3.0
+            seq=2, at=4.0, job_id="j", worker_id="w3", attempt=1, waited=3.0
         )
 
     def test_only_measured_ends_count_in_the_run_times(self) -> None:
@@ -258,7 +260,7 @@ class TestMoves:
         ledger = Ledger(
             bus, now=0.0, max_dead_letters=1, retry=RetryPolicy(max_attempts=2, jitter=0.5)
         )
-        record = ledger.accept(Job(id="j"), 0.0)
+        record = ledger.accept(Job(id="j"), 0.0, "", lambda r: None)
         ledger.begin(record, object(), "w1", 1.0)
         delay = ledger.fail(record, "w1", boom(), 2.0, may_retry=True)
         assert delay is not None
@@ -280,6 +282,32 @@ class TestRetries:
         assert isinstance(told, events.JobRetryScheduled)
         assert (told.attempt, told.delay, told.error.message) == (1, 0.5, "boom")
         assert world.ledger.balanced()
+
+    def test_a_retry_tells_the_attempt_that_ended(self) -> None:
+        for retry, end in ((RETRY, "fail"), (RETRY_TIMEOUTS, "time out")):
+            world = World(retry)
+            record = world.running(at=2.0)
+            if end == "fail":
+                world.ledger.fail(record, "w7", boom(), 3.5, may_retry=True)
+                error = BOOM
+            else:
+                world.ledger.time_out(record, "w7", 3.5, may_retry=True, measured=True)
+                error = ErrorInfo(type="TimeoutError", message="job timed out")
+            assert [told(e) for e in world.events()][-1] == {
+                "type": "JobRetryScheduled",
+                "at": 3.5,
+                "job_id": "j",
+                "worker_id": "w7",
+                "attempt": 1,
+                "duration": 1.5,
+                "error": error,
+                "delay": 0.5,
+            }, end
+            assert (record.state, record.cancel_reason, record.worker) == (
+                JobState.QUEUED,
+                None,
+                None,
+            )
 
     def test_the_last_attempt_fails_for_good(self) -> None:
         world = World(RETRY)
@@ -397,7 +425,7 @@ class TestProgressAndOutput:
 
         assert record.progress == (0.25, "a quarter")
         assert world.events()[-1] == events.JobProgressed(
-            seq=2, at=3.0, job_id="j", worker_id="w1", fraction=0.25, message="a quarter"
+            seq=3, at=3.0, job_id="j", worker_id="w1", fraction=0.25, message="a quarter"
         )
 
     def test_progress_after_its_attempt_ended_is_ignored(self) -> None:
@@ -419,7 +447,7 @@ class TestProgressAndOutput:
         world.ledger.output(record, 1, "w1", "tail", 0, None, 3.0)
         kept = record.output
         assert kept == events.JobOutputCaptured(
-            seq=2, at=3.0, job_id="j", worker_id="w1", attempt=1, exit_code=0, output="tail",
+            seq=3, at=3.0, job_id="j", worker_id="w1", attempt=1, exit_code=0, output="tail",
             path=None,
         )  # fmt: skip
         assert world.events()[-1] == kept
@@ -482,7 +510,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def accept(self) -> None:
         self.next_id += 1
-        self.records.append(self.world.ledger.accept(Job(id=f"j{self.next_id}"), self.tick()))
+        job = Job(id=f"j{self.next_id}")
+        self.records.append(self.world.ledger.accept(job, self.tick(), "", self.world.put.append))
 
     @rule()
     def reject(self) -> None:
