@@ -176,6 +176,42 @@ class TestMoves:
                 assert record.worker is None, name
                 assert record.cancelled_running is name.startswith("cancel running"), name
 
+    def test_counters_add_up_over_many_jobs(self) -> None:
+        world = World()
+        ledger = world.ledger
+        for i in range(2):
+            ledger.succeed(world.running(f"s{i}"), "w1", None, 5.0)
+            ledger.fail(world.running(f"f{i}"), "w1", boom(), 5.0, may_retry=False)
+            ledger.time_out(world.running(f"t{i}"), "w1", 5.0, may_retry=False, measured=True)
+            ledger.cancel_running(world.running(f"c{i}"), "w1", 5.0, True)
+            ledger.cancel_queued(world.queued(f"q{i}"), 5.0)
+            ledger.abandon(world.running(f"a{i}"), "w1", 5.0)
+            ledger.hand_back_unstarted(world.running(f"u{i}"), "w1", WorkerDied("x"), 5.0)
+        assert counts(ledger) == {
+            "submitted": 14,
+            "rejected": 0,
+            "queued": 2,
+            "running": 0,
+            "succeeded": 2,
+            "failed": 2,
+            "timed_out": 2,
+            "cancelled": 4,
+            "abandoned": 2,
+            "retried": 2,
+        }
+        assert ledger.run_times.percentiles().p50 == 3.0  # each measured attempt ran 2.0 -> 5.0
+
+    def test_retries_add_up_and_stop_at_the_last_attempt(self) -> None:
+        world = World(RETRY_TIMEOUTS)
+        first, second = world.running("a"), world.running("b")
+        for record in (first, second):
+            assert world.ledger.time_out(record, "w1", 3.0, may_retry=True, measured=True)
+            world.ledger.begin(record, object(), "w1", 4.0)
+        assert (world.ledger.queued, world.ledger.retried) == (0, 2)
+        # The last of max_attempts (2) timed out: no third attempt.
+        assert world.ledger.time_out(first, "w1", 5.0, may_retry=True, measured=True) is None
+        assert first.state is JobState.TIMED_OUT
+
     def test_accept_and_reject(self) -> None:
         world = World()
         world.ledger.accept(Job(id="a"), 1.0, "label", world.put.append)
