@@ -1,14 +1,16 @@
-"""Event delivery: sequence numbers and per-subscriber bounded buffers.
+"""The pool's one publisher: sequence numbers and per-subscriber bounded buffers.
 
-The pool never waits for a subscriber. Each subscription buffers up to
+Every event the pool publishes goes through :meth:`EventBus.emit`, which
+numbers it (``seq`` 1, 2, 3, ...) and hands it to every subscription. The
+pool never waits for a subscriber. Each subscription buffers up to
 ``maxsize`` events; past that it drops them and counts how many, and the
 subscriber gets one :class:`~pool.events.EventsDropped` in their place, at
 the point where the gap is, and resyncs from ``pool.snapshot()``.
 
 An event that every subscriber would drop is not even built: while no
-subscription has room (:attr:`EventBus.room` is false), the publisher only
-calls :meth:`EventBus.skip`, which takes the next sequence number; each
-subscription counts the skipped events in its next notice, exactly.
+subscription has room (:attr:`EventBus.room` is false), ``emit`` only takes
+the next sequence number; each subscription counts the skipped events in
+its next notice, exactly.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any, TypeVar
 
 from .events import EventsDropped, PoolEvent
 
 __all__ = ("EventBus", "Subscription")
+
+_E = TypeVar("_E")
 
 
 class Subscription:
@@ -57,7 +62,14 @@ class Subscription:
         """How many events are buffered, not counting a pending drop notice."""
         return len(self._buffer)
 
-    def _push(self, event: PoolEvent) -> None:
+    # --- the bus's side -------------------------------------------------------
+
+    def has_room(self) -> bool:
+        """Whether an event delivered now would be buffered, not missed (for the bus)."""
+        return len(self._buffer) < self._maxsize
+
+    def deliver(self, event: PoolEvent) -> None:
+        """Buffer ``event``, or count it as missed when the buffer is full (for the bus)."""
         buffer = self._buffer
         if len(buffer) >= self._maxsize:
             self._missed += 1
@@ -67,19 +79,33 @@ class Subscription:
             self._flush_missed()
         buffer.append(event)
         if len(buffer) >= self._maxsize:
-            self._bus._filled()
+            self._bus.buffer_filled()
         waiter = self._waiter
         if waiter is not None:
-            # Woken once: the pushes until the reader runs need not look again.
+            # Woken once: the deliveries until the reader runs need not look again.
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def count_missed(self, count: int, seq: int, at: float) -> None:
+        """Count ``count`` events, the last numbered ``seq`` at ``at``, as missed (for the bus)."""
+        self._missed += count
+        self._last_missed = (seq, at)
+
+    def end(self) -> None:
+        """No more events will arrive: wake the reader (for the bus; see :meth:`close`)."""
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- the reader's side ----------------------------------------------------
 
     def _made_room(self) -> None:
         # Called after events left the buffer: if it has room now and the bus
         # was skipping, the skipped events are counted before any new one comes.
         if not self._bus.room and len(self._buffer) < self._maxsize and not self._closed:
-            self._bus._reopen()
+            self._bus.room_made()
 
     def _flush_missed(self) -> None:
         seq, at = self._last_missed
@@ -87,29 +113,24 @@ class Subscription:
         self._buffer.append(EventsDropped(seq=seq, at=at, missed=self._missed))
         self._missed = 0
 
-    def _close(self) -> None:
-        self._closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def close(self) -> None:
         """Unsubscribe: no more events arrive; what is buffered can still be read."""
         if not self._closed:
-            self._bus._unsubscribe(self)
-            self._close()
+            self._bus.unsubscribe(self)
+            self.end()
 
     def drain(self) -> list[PoolEvent]:
         """Take every buffered event (with a drop notice where events were missed)."""
         bus = self._bus
-        if not bus.room and not self._closed:
-            bus._settle_skipped()  # the skipped events join the notice at the end
+        skipping = not bus.room and not self._closed
+        if skipping:
+            bus.settle_skipped()  # the skipped events join the notice at the end
         if self._missed:
             self._flush_missed()
         out = list(self._buffer)
         self._buffer.clear()
-        if not bus.room and not self._closed:
-            bus._rebind()
+        if skipping:
+            bus.room_made()
         return out
 
     async def wait(self) -> bool:
@@ -132,12 +153,15 @@ class Subscription:
         return self
 
     async def __anext__(self) -> PoolEvent:
-        if not self._buffer and not await self.wait():
-            raise StopAsyncIteration
-        if not self._buffer:
-            self._flush_missed()
-        event = self._buffer.popleft()
-        self._made_room()
+        buffer = self._buffer
+        if not buffer:
+            if not await self.wait():
+                raise StopAsyncIteration
+            if not buffer:
+                self._flush_missed()
+        event = buffer.popleft()
+        if not self._bus.room:  # the bus was skipping: this read may have made room
+            self._made_room()
         return event
 
     async def __aenter__(self) -> Subscription:
@@ -157,99 +181,137 @@ class Subscription:
 
 
 class EventBus:
-    """Hands each published event to every subscription, never waiting.
+    """The pool's one publisher: numbers each event and hands it to every subscription.
 
-    A publisher builds an event only while :attr:`room` is true; otherwise,
-    if anyone is subscribed, it calls :meth:`skip` instead::
-
-        if bus.room:
-            bus.seq += 1
-            bus.publish(make_event(bus.seq, ...))
-        elif bus.active:
-            bus.skip(now)
+    ``emit(JobStarted, at, job_id, worker_id, attempt, waited)`` takes the
+    event's class, its time, and its other fields in declaration order
+    (``emit_named`` takes them by name). It never waits, and builds the
+    event only while some subscription has room.
     """
 
-    __slots__ = ("_closed", "_skipped", "_skipped_at", "_subs", "publish", "room", "seq")
+    __slots__ = ("_closed", "_deliver", "_seq", "_skipped", "_skipped_at", "_subs", "room")
 
     def __init__(self) -> None:
-        self.seq = 0
-        """The sequence number of the last event published or skipped."""
+        self._seq = 0
         self._subs: list[Subscription] = []
         self._closed = False
         self.room = False
-        """Whether some subscription has room: only then is an event worth building."""
+        """Whether some subscription has room: only then is an event worth building.
+
+        Read it, never set it: the bus keeps it (a plain attribute, as
+        subscribers read it after every event they take)."""
         self._skipped = 0
         self._skipped_at = 0.0
-        self.publish: Callable[[PoolEvent], None] = self._publish_all
-        """Buffer an event for every subscription."""
+        self._deliver: Callable[[PoolEvent], None] = self._deliver_all
 
-    def _rebind(self) -> None:
-        # Events are published several times a job, and one subscriber (the
-        # dashboard) is the usual case: then publish is its buffer's own push.
-        subs = self._subs
-        self.publish = subs[0]._push if len(subs) == 1 else self._publish_all
-        self.room = any(len(sub._buffer) < sub._maxsize for sub in subs)
-
-    def skip(self, at: float) -> None:
-        """Take the next ``seq`` for an event at time ``at`` that nobody has room for.
-
-        Only while :attr:`room` is false and someone is subscribed: every
-        subscription counts it as missed.
-        """
-        self.seq += 1
-        self._skipped += 1
-        self._skipped_at = at
-
-    def _filled(self) -> None:
-        # A subscription's buffer is full: is any other's not?
-        self.room = any(len(sub._buffer) < sub._maxsize for sub in self._subs)
-
-    def _settle_skipped(self) -> None:
-        # Every subscription was full while these were skipped: all missed them.
-        skipped = self._skipped
-        if skipped:
-            last = (self.seq, self._skipped_at)
-            for sub in self._subs:
-                sub._missed += skipped
-                sub._last_missed = last
-            self._skipped = 0
-
-    def _reopen(self) -> None:
-        # A subscription has room again.
-        self._settle_skipped()
-        self._rebind()
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last event emitted (or skipped)."""
+        return self._seq
 
     @property
     def active(self) -> bool:
         """Whether anyone is subscribed (when not, events are not even built)."""
         return bool(self._subs)
 
+    def emit(self, cls: Callable[..., PoolEvent], at: float, *fields: Any) -> None:
+        """Publish an event of class ``cls`` at time ``at``, numbered with the next ``seq``.
+
+        Its other fields come after, in declaration order (the quickest way to
+        build one: the per-job events go this way). Nothing is built while no
+        subscription has room: the event then only takes its ``seq``, and
+        every subscription counts it as missed.
+        """
+        if self.room:
+            self._seq += 1
+            self._deliver(cls(self._seq, at, *fields))
+        elif self._subs:
+            self._skip(at)
+
+    def emit_named(self, cls: Callable[..., PoolEvent], at: float, **named: Any) -> None:
+        """As :meth:`emit`, with the fields by name (the rarer events, for clarity)."""
+        if self.room:
+            self._seq += 1
+            self._deliver(cls(seq=self._seq, at=at, **named))
+        elif self._subs:
+            self._skip(at)
+
+    def _skip(self, at: float) -> None:
+        # Every subscription is full: the event takes its seq and is counted missed.
+        self._seq += 1
+        self._skipped += 1
+        self._skipped_at = at
+
+    def emit_kept(self, cls: Callable[..., _E], at: float, **named: Any) -> _E:
+        """As :meth:`emit`, but build the event in any case and return it (to keep it).
+
+        With nobody subscribed it takes no ``seq`` of its own: it carries the last one.
+        """
+        if self.room:
+            self._seq += 1
+            event = cls(seq=self._seq, at=at, **named)
+            self._deliver(event)  # type: ignore[arg-type]
+            return event
+        if self._subs:
+            self._skip(at)
+        return cls(seq=self._seq, at=at, **named)
+
+    def _rebind(self) -> None:
+        # Events are emitted several times a job, and one subscriber (the
+        # dashboard) is the usual case: then delivery is its own method.
+        subs = self._subs
+        self._deliver = subs[0].deliver if len(subs) == 1 else self._deliver_all
+        self.room = any(sub.has_room() for sub in subs)
+
+    def _deliver_all(self, event: PoolEvent) -> None:
+        for sub in self._subs:
+            sub.deliver(event)
+
+    # --- the subscriptions' side ------------------------------------------------
+
+    def buffer_filled(self) -> None:
+        """A subscription's buffer is full: is any other's not? (for subscriptions)."""
+        self.room = any(sub.has_room() for sub in self._subs)
+
+    def settle_skipped(self) -> None:
+        """Count the events skipped so far as missed by every subscription (for subscriptions).
+
+        Every subscription was full while they were skipped: all missed them.
+        """
+        skipped = self._skipped
+        if skipped:
+            for sub in self._subs:
+                sub.count_missed(skipped, self._seq, self._skipped_at)
+            self._skipped = 0
+
+    def room_made(self) -> None:
+        """A subscription has room again (for subscriptions)."""
+        self.settle_skipped()
+        self._rebind()
+
     def subscribe(self, maxsize: int) -> Subscription:
-        """A new subscription that sees every event published from now on."""
+        """A new subscription that sees every event emitted from now on."""
         sub = Subscription(self, maxsize)
         if self._closed:
-            sub._close()
+            sub.end()
         else:
-            self._settle_skipped()
+            self.settle_skipped()
             self._subs.append(sub)
             self._rebind()
         return sub
 
-    def _unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub`` (see :meth:`Subscription.close`)."""
         if sub in self._subs:
-            self._settle_skipped()
+            self.settle_skipped()
             self._subs.remove(sub)
             self._rebind()
 
-    def _publish_all(self, event: PoolEvent) -> None:
-        for sub in self._subs:
-            sub._push(event)
-
     def close(self) -> None:
-        """End every subscription: the pool will publish nothing more."""
+        """End every subscription: the pool will emit nothing more."""
         self._closed = True
-        self._settle_skipped()
+        self.settle_skipped()
         subs, self._subs = self._subs, []
         self._rebind()
         for sub in subs:
-            sub._close()
+            sub.end()

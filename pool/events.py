@@ -5,20 +5,23 @@ number ``seq`` (1, 2, 3, ... per pool) and a time ``at`` from the pool's
 clock. Events carry data; formatting is the reader's business. Consumers
 ``match`` on :data:`PoolEvent` and end with ``assert_never``.
 
-Events are frozen dataclasses, except the four made once per job
-(submitted, started, progressed, succeeded): those are named tuples, the
-cheapest immutable object to build, which the pool builds through
-:func:`_maker`. Both kinds have the same fields, JSON and ``match`` form.
+Every event is an :class:`Event`, declared as a dataclass is (annotated
+fields, defaults last) and built the same way: by keyword, or by position
+in declaration order (``seq``, ``at``, then its own fields), which is how the
+bus builds them. Underneath, an event is a tuple (the cheapest immutable
+object to build, which matters: several are made per job), but it does
+not act as one: it equals only an event of its own class, and it cannot be
+iterated, ordered or unpacked.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import json
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, dataclass_transform
 
 from .job import ErrorInfo
 from .phase import PoolPhase
@@ -51,6 +54,7 @@ __all__ = (
     "WorkerRetireRequested",
     "WorkerStarted",
     "WorkerStopped",
+    "fields",
     "from_dict",
     "from_json",
     "to_dict",
@@ -58,9 +62,50 @@ __all__ = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """Fields every event has.
+@dataclass_transform(kw_only_default=True, frozen_default=True)
+class _EventClass(type):
+    """Makes every subclass of :class:`Event` a slotted tuple with a field per annotation.
+
+    The constructor, the field accessors and ``repr`` are those that
+    :func:`collections.namedtuple` makes for the same fields (the base's
+    first), so an event is as cheap to build and read as a named tuple.
+    """
+
+    def __new__(
+        mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> _EventClass:
+        names: list[str] = []
+        defaults: dict[str, Any] = {}
+        for base in bases:
+            base_defaults: dict[str, Any] = getattr(base, "_field_defaults", {})
+            for field_name in getattr(base, "_fields", ()):
+                names.append(field_name)
+                if field_name in base_defaults:
+                    defaults[field_name] = base_defaults[field_name]
+        for field_name in namespace.get("__annotations__", {}):
+            if field_name in names:
+                raise TypeError(f"{name}: field {field_name!r} is already a field of its base")
+            names.append(field_name)
+            if field_name in namespace:
+                defaults[field_name] = namespace.pop(field_name)
+            elif defaults:
+                raise TypeError(f"{name}: field {field_name!r} without a default follows one with")
+        namespace["__slots__"] = ()
+        namespace["_fields"] = tuple(names)
+        namespace["_field_defaults"] = defaults
+        namespace["__match_args__"] = tuple(names)
+        if any(isinstance(base, _EventClass) for base in bases):
+            make_shape: Callable[..., type[tuple[Any, ...]]] = collections.namedtuple
+            shape = make_shape(name, names, defaults=tuple(defaults.values()))
+            namespace["__new__"] = shape.__new__
+            namespace["__repr__"] = shape.__repr__
+            for field_name in names:
+                namespace[field_name] = vars(shape)[field_name]
+        return super().__new__(mcls, name, bases, namespace, **kwargs)
+
+
+class Event(tuple[Any, ...], metaclass=_EventClass):
+    """What every event is, and the fields every event has.
 
     Attributes:
         seq: The pool's sequence number for this event, from 1, without gaps.
@@ -70,42 +115,85 @@ class Event:
     seq: int
     at: float
 
+    if TYPE_CHECKING:
+        _fields: ClassVar[tuple[str, ...]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Event:
+        raise TypeError("Event is the base of the events, not one itself")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple.__hash__(self)))
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError(f"{type(self).__name__} is an event, not a sequence: read its fields")
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        # Copies and pickles rebuild an event from its values, without iterating.
+        return tuple.__getitem__(self, slice(None))
+
+    def _refuse(self, other: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is an event, not a sequence")
+
+    __lt__ = __le__ = __gt__ = __ge__ = __add__ = __mul__ = __rmul__ = _refuse
+
+    def __getitem__(self, index: Any) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is an event, not a sequence: read its fields")
+
+    def __len__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is an event, not a sequence: read its fields")
+
+    def __bool__(self) -> bool:
+        return True
+
 
 # --- jobs -------------------------------------------------------------------
 
-# The four events every job makes (submitted, started, progressed, succeeded)
-# are named tuples: built in C, about a third of a frozen dataclass's cost,
-# and just as immutable and slotted. As tuples they would equal any tuple of
-# the same values: these keep an event equal only to an event of its type.
 
-
-def _same_event(self: tuple[Any, ...], other: object) -> bool:
-    return type(other) is type(self) and tuple.__eq__(self, other)
-
-
-def _other_event(self: tuple[Any, ...], other: object) -> bool:
-    return not _same_event(self, other)
-
-
-def _event_hash(self: tuple[Any, ...]) -> int:
-    return hash((type(self).__name__, *self))
-
-
-class JobSubmitted(NamedTuple):
+class JobSubmitted(Event):
     """A job was accepted into the queue; ``queued`` is the queue depth after it.
 
     ``label`` names the job for people (a shell command's text), when the
     pool has a way to (see ``Pool``'s ``describe``); else it is empty.
     """
 
-    seq: int
-    at: float
     job_id: str
     queued: int
     label: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStarted(Event):
+    """A worker began an attempt at a job, after it ``waited`` seconds in the queue."""
+
+    job_id: str
+    worker_id: str
+    attempt: int
+    waited: float
+
+
+class JobProgressed(Event):
+    """A running job reported progress: ``fraction`` from 0.0 to 1.0 and a note."""
+
+    job_id: str
+    worker_id: str
+    fraction: float
+    message: str
+
+
+class JobSucceeded(Event):
+    """The handler returned; the attempt took ``duration`` seconds."""
+
+    job_id: str
+    worker_id: str
+    attempt: int
+    duration: float
+
+
 class JobRejected(Event):
     """A job was refused because the queue was full (it counts as rejected)."""
 
@@ -113,48 +201,6 @@ class JobRejected(Event):
     reason: str
 
 
-class JobStarted(NamedTuple):
-    """A worker began an attempt at a job, after it ``waited`` seconds in the queue."""
-
-    seq: int
-    at: float
-    job_id: str
-    worker_id: str
-    attempt: int
-    waited: float
-
-
-class JobProgressed(NamedTuple):
-    """A running job reported progress: ``fraction`` from 0.0 to 1.0 and a note."""
-
-    seq: int
-    at: float
-    job_id: str
-    worker_id: str
-    fraction: float
-    message: str
-
-
-class JobSucceeded(NamedTuple):
-    """The handler returned; the attempt took ``duration`` seconds."""
-
-    seq: int
-    at: float
-    job_id: str
-    worker_id: str
-    attempt: int
-    duration: float
-
-
-for _tuple_event in (JobSubmitted, JobStarted, JobProgressed, JobSucceeded):
-    # Set here: a NamedTuple's class body may only declare fields.
-    _tuple_event.__eq__ = _same_event  # type: ignore[method-assign]
-    _tuple_event.__ne__ = _other_event  # type: ignore[method-assign, assignment]
-    _tuple_event.__hash__ = _event_hash  # type: ignore[method-assign]
-del _tuple_event
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class JobRetryScheduled(Event):
     """An attempt failed (its handler raised, or its worker crashed) and the
     job will run again after ``delay`` seconds."""
@@ -167,7 +213,6 @@ class JobRetryScheduled(Event):
     delay: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class JobFailed(Event):
     """The job failed for good: its last attempt raised, or its worker crashed under it."""
 
@@ -178,7 +223,6 @@ class JobFailed(Event):
     error: ErrorInfo
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class JobCancelRequested(Event):
     """A running job was asked to stop; ``reason`` is timeout, cancel or shutdown."""
 
@@ -187,7 +231,6 @@ class JobCancelRequested(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class JobTimedOut(Event):
     """A job that ran past its deadline has stopped."""
 
@@ -197,7 +240,6 @@ class JobTimedOut(Event):
     duration: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class JobCancelled(Event):
     """A job was cancelled; ``worker_id`` is None when it had not started."""
 
@@ -206,7 +248,6 @@ class JobCancelled(Event):
     started: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class JobOutputCaptured(Event):
     """What an attempt's process left: its exit code and the tail of its output.
 
@@ -229,7 +270,6 @@ class JobOutputCaptured(Event):
     path: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class JobAbandoned(Event):
     """A job ignored its cancellation for ``cancel_grace`` and was abandoned."""
 
@@ -241,28 +281,24 @@ class JobAbandoned(Event):
 # --- workers ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerStarted(Event):
     """A new worker slot came up and is idle."""
 
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerRetireRequested(Event):
     """A busy worker will exit after its current job (the pool is shrinking)."""
 
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerStopped(Event):
     """A worker exited: retired by a resize, or stopped by the shutdown."""
 
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerCrashed(Event):
     """A worker died (not a job's error: its loop or thread did).
 
@@ -276,7 +312,6 @@ class WorkerCrashed(Event):
     restart_in: float | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerRestarted(Event):
     """A crashed worker's slot is up again; ``restarts`` counts its restarts."""
 
@@ -284,7 +319,6 @@ class WorkerRestarted(Event):
     restarts: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerReplaced(Event):
     """A worker whose job was abandoned was replaced by a fresh one in its slot."""
 
@@ -295,7 +329,6 @@ class WorkerReplaced(Event):
 # --- the pool ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class PhaseChanged(Event):
     """The pool moved from ``previous`` to ``phase``; ``reason`` says why, when it matters."""
 
@@ -304,7 +337,6 @@ class PhaseChanged(Event):
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class PoolResized(Event):
     """The target number of workers changed from ``previous`` to ``target``."""
 
@@ -312,7 +344,6 @@ class PoolResized(Event):
     previous: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ShutdownStarted(Event):
     """A graceful shutdown began with these settings; ``reason`` says why when
     it was not asked for (supervision gave up), else None."""
@@ -323,7 +354,6 @@ class ShutdownStarted(Event):
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ShutdownTick(Event):
     """About every 100 ms of a shutdown: ``remaining`` seconds left in ``phase``."""
 
@@ -333,7 +363,6 @@ class ShutdownTick(Event):
     queued: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class PoolStopped(Event):
     """The shutdown ended; counts of the report's job lists, and how it ended."""
 
@@ -347,7 +376,6 @@ class PoolStopped(Event):
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class EventsDropped(Event):
     """Made for one subscriber: it fell behind and missed ``missed`` events.
 
@@ -390,35 +418,9 @@ EVENT_TYPES: Final[dict[str, type[Any]]] = {cls.__name__: cls for cls in typing.
 """Every event class by its name, as written in the JSON ``type`` field."""
 
 
-def _field_names(cls: type[Any]) -> tuple[str, ...]:
-    """An event class's fields, in declaration order."""
-    if issubclass(cls, tuple):
-        names: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
-        return names
-    return tuple(f.name for f in fields(cls))
-
-
-def _maker(cls: type[Any]) -> Callable[..., Any]:
-    """A positional constructor for ``cls`` (fields in declaration order), as fast as can be.
-
-    A named tuple is built by ``tuple.__new__`` directly. A frozen
-    dataclass's ``__init__`` sets each field through ``object.__setattr__``;
-    setting its slots through their descriptors makes the very same object
-    about three times faster.
-    """
-    names = _field_names(cls)
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls, "tuple_new": tuple.__new__}
-    args = ", ".join(names)
-    if issubclass(cls, tuple):
-        source = f"def make({args}):\n    return tuple_new(cls, ({args},))\n"
-    else:
-        for name in names:
-            namespace[f"set_{name}"] = getattr(cls, name).__set__
-        body = "".join(f"    set_{name}(o, {name})\n" for name in names)
-        source = f"def make({args}):\n    o = new(cls)\n{body}    return o\n"
-    exec(source, namespace)
-    make: Callable[..., Any] = namespace["make"]
-    return make
+def fields(cls: type[Event]) -> tuple[str, ...]:
+    """The names of an event class's fields, in declaration order (``seq`` and ``at`` first)."""
+    return cls._fields
 
 
 # --- JSON -------------------------------------------------------------------
@@ -441,7 +443,7 @@ def to_dict(event: PoolEvent, *, wall_offset: float | None = None) -> dict[str, 
     :func:`from_dict` accepts it and leaves it out.
     """
     out: dict[str, object] = {"type": type(event).__name__}
-    for name in _FIELDS[type(event)]:
+    for name in type(event)._fields:
         out[name] = _encode(getattr(event, name))
         if name == "at" and wall_offset is not None:
             out["wall"] = round(event.at + wall_offset, 6)
@@ -489,10 +491,6 @@ def _decode_error(value: object) -> ErrorInfo:
         raise TypeError(f"traceback must be a string, got {value['traceback']!r}")
     return ErrorInfo(**value)
 
-
-_FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {
-    cls: _field_names(cls) for cls in EVENT_TYPES.values()
-}
 
 _DECODERS: Final[dict[type[Any], dict[str, Callable[[Any], Any]]]] = {
     cls: {name: _decoder(hint) for name, hint in typing.get_type_hints(cls).items()}

@@ -7,20 +7,28 @@ import enum
 import itertools
 import math
 import os
-import threading
 import traceback
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import JobAbandonedError, JobCancelledError, JobError, JobFailedError, JobTimeoutError
 
 if TYPE_CHECKING:
     from .events import JobOutputCaptured
-    from .pool import Pool
 
-__all__ = ("ErrorInfo", "Job", "JobContext", "JobHandle", "JobState", "check_progress")
+__all__ = (
+    "CancelReason",
+    "ErrorInfo",
+    "Job",
+    "JobContext",
+    "JobHandle",
+    "JobPort",
+    "JobRecord",
+    "JobState",
+    "check_progress",
+)
 
 _ids = itertools.count(1)
 
@@ -170,6 +178,99 @@ def _format(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+class CancelReason(enum.Enum):
+    """Why a running job was asked to stop (``JobCancelRequested.reason``)."""
+
+    TIMEOUT = "timeout"
+    """It ran past its deadline."""
+    CANCEL = "cancel"
+    """Its handle asked (``JobHandle.cancel``)."""
+    SHUTDOWN = "shutdown"
+    """The shutdown's grace period ran out."""
+
+
+class JobRecord:
+    """The pool's record of one accepted job: what its :class:`JobHandle` shows.
+
+    Internal. Only the ledger (``pool/ledger.py``) moves ``state`` and
+    ends a record; the pool notes the rest of an attempt here.
+    """
+
+    __slots__ = (
+        "attempt",
+        "cancel_reason",
+        "cancelled_attempts",
+        "cancelled_running",
+        "ended_at",
+        "error",
+        "exc",
+        "handle",
+        "job",
+        "output",
+        "progress",
+        "queued_at",
+        "result",
+        "retry_timer",
+        "started_at",
+        "state",
+        "submitted_at",
+        "waiter",
+        "worker",
+        "worker_id",
+    )
+
+    def __init__(self, job: Job, submitted_at: float) -> None:
+        self.job = job
+        self.handle: JobHandle | None = None
+        self.state = JobState.QUEUED
+        self.attempt = 0
+        self.submitted_at = submitted_at
+        self.queued_at = submitted_at
+        self.worker: Any = None
+        self.cancelled_running = False
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.worker_id: str | None = None
+        self.result: Any = None
+        self.error: ErrorInfo | None = None
+        self.exc: BaseException | None = None
+        self.output: JobOutputCaptured | None = None
+        self.cancel_reason: CancelReason | None = None
+        self.cancelled_attempts: set[int] | None = None  # their contexts say cancelled
+        self.progress: tuple[float, str] | None = None
+        self.retry_timer: Any = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def finish(self, state: JobState, now: float) -> None:
+        """Enter the terminal ``state`` and wake whoever awaits the handle."""
+        self.state = state
+        self.ended_at = now
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class JobPort(Protocol):
+    """The narrow way from a job's :class:`JobContext` and :class:`JobHandle` into its pool."""
+
+    def progress(self, record: JobRecord, attempt: int, fraction: float, message: str) -> None:
+        """Note an attempt's progress; from any thread."""
+
+    def output(
+        self,
+        record: JobRecord,
+        attempt: int,
+        worker_id: str,
+        output: str,
+        exit_code: int | None,
+        path: str | None,
+    ) -> None:
+        """Publish what an attempt's process left; from any thread."""
+
+    def cancel(self, record: JobRecord) -> bool:
+        """Cancel the job at its handle's request; on the pool's loop."""
+
+
 class JobContext:
     """What a running handler knows of its job, and how it reports progress.
 
@@ -178,15 +279,7 @@ class JobContext:
     and return.
     """
 
-    __slots__ = (
-        "_cancelled",
-        "_handle",
-        "_pool",
-        "attempt",
-        "deadline",
-        "job",
-        "worker_id",
-    )
+    __slots__ = ("_port", "_record", "attempt", "deadline", "job", "worker_id")
 
     def __init__(
         self,
@@ -194,8 +287,8 @@ class JobContext:
         worker_id: str,
         attempt: int,
         deadline: float | None,
-        handle: JobHandle,
-        pool: Pool,
+        record: JobRecord,
+        port: JobPort,
     ) -> None:
         self.job = job
         """The job being run."""
@@ -205,14 +298,14 @@ class JobContext:
         """1 for the first attempt, 2 for the first retry, and so on."""
         self.deadline = deadline
         """The pool clock's time at which the job times out, or None."""
-        self._handle = handle
-        self._pool = pool
-        self._cancelled = False
+        self._record = record
+        self._port = port
 
     @property
     def cancelled(self) -> bool:
         """True once the job has been cancelled; the handler should stop soon."""
-        return self._cancelled
+        cancelled = self._record.cancelled_attempts
+        return cancelled is not None and self.attempt in cancelled
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job has got: ``fraction`` from 0.0 to 1.0, and a short note.
@@ -224,18 +317,7 @@ class JobContext:
             ValueError: ``fraction`` is outside 0.0 to 1.0.
         """
         check_progress(fraction, message)
-        pool = self._pool
-        if threading.get_ident() == pool._loop_thread:
-            pool._job_progress(self._handle, self.attempt, float(fraction), message)
-        else:
-            assert pool._loop is not None
-            try:
-                pool._loop.call_soon_threadsafe(
-                    pool._job_progress, self._handle, self.attempt, float(fraction), message
-                )
-            except RuntimeError:
-                # The loop has closed: the pool is gone, and so is anyone to tell.
-                return
+        self._port.progress(self._record, self.attempt, float(fraction), message)
 
     def report_output(
         self, output: str, *, exit_code: int | None = None, path: str | None = None
@@ -247,21 +329,12 @@ class JobContext:
         """
         if not isinstance(output, str):
             raise TypeError(f"output must be a str, got {type(output).__name__}")
-        pool = self._pool
-        args = (self._handle, self.attempt, self.worker_id, output, exit_code, path)
-        if threading.get_ident() == pool._loop_thread:
-            pool._job_output(*args)
-        else:
-            assert pool._loop is not None
-            try:
-                pool._loop.call_soon_threadsafe(pool._job_output, *args)
-            except RuntimeError:
-                return  # the loop has closed: nobody is left to tell
+        self._port.output(self._record, self.attempt, self.worker_id, output, exit_code, path)
 
     def __repr__(self) -> str:
         return (
             f"<JobContext job={self.job.id!r} worker={self.worker_id!r} "
-            f"attempt={self.attempt} cancelled={self._cancelled}>"
+            f"attempt={self.attempt} cancelled={self.cancelled}>"
         )
 
 
@@ -272,51 +345,14 @@ class JobHandle:
     :class:`~pool.errors.JobError` subclass saying how the job ended.
     """
 
-    __slots__ = (
-        "_attempt",
-        "_cancel_reason",
-        "_cancelled_running",
-        "_ctx",
-        "_ended_at",
-        "_error",
-        "_exc",
-        "_output",
-        "_pool",
-        "_progress",
-        "_queued_at",
-        "_result",
-        "_retry_timer",
-        "_started_at",
-        "_state",
-        "_submitted_at",
-        "_waiter",
-        "_worker",
-        "_worker_id",
-        "job",
-    )
+    __slots__ = ("_port", "_record", "job")
 
-    def __init__(self, job: Job, pool: Pool, submitted_at: float) -> None:
-        self.job = job
+    def __init__(self, record: JobRecord, port: JobPort) -> None:
+        self.job = record.job
         """The job itself."""
-        self._pool = pool
-        self._state = JobState.QUEUED
-        self._attempt = 0
-        self._submitted_at = submitted_at
-        self._queued_at = submitted_at
-        self._worker: Any = None
-        self._cancelled_running = False
-        self._started_at: float | None = None
-        self._ended_at: float | None = None
-        self._worker_id: str | None = None
-        self._result: Any = None
-        self._error: ErrorInfo | None = None
-        self._exc: BaseException | None = None
-        self._output: JobOutputCaptured | None = None
-        self._cancel_reason: str | None = None
-        self._ctx: JobContext | None = None
-        self._progress: tuple[float, str] | None = None
-        self._retry_timer: Any = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._record = record
+        self._port = port
+        record.handle = self
 
     @property
     def id(self) -> str:
@@ -326,46 +362,46 @@ class JobHandle:
     @property
     def state(self) -> JobState:
         """The job's current state."""
-        return self._state
+        return self._record.state
 
     @property
     def attempts(self) -> int:
         """How many attempts have started so far."""
-        return self._attempt
+        return self._record.attempt
 
     @property
     def worker_id(self) -> str | None:
         """The worker that runs (or last ran) the job, if any."""
-        return self._worker_id
+        return self._record.worker_id
 
     @property
     def error(self) -> ErrorInfo | None:
         """The last attempt's error, if it failed or its worker crashed."""
-        return self._error
+        return self._record.error
 
     @property
     def output(self) -> JobOutputCaptured | None:
         """What the last attempt's process left (exit code, output tail), if it ran in one."""
-        return self._output
+        return self._record.output
 
     @property
     def submitted_at(self) -> float:
         """The pool clock's time when the job was accepted."""
-        return self._submitted_at
+        return self._record.submitted_at
 
     @property
     def started_at(self) -> float | None:
         """The pool clock's time when the current or last attempt started."""
-        return self._started_at
+        return self._record.started_at
 
     @property
     def ended_at(self) -> float | None:
         """The pool clock's time when the job reached its terminal state."""
-        return self._ended_at
+        return self._record.ended_at
 
     def done(self) -> bool:
         """Whether the job has reached a terminal state."""
-        return self._state not in _LIVE
+        return self._record.state not in _LIVE
 
     def cancel(self) -> bool:
         """Cancel the job: at once if queued, by cancelling its handler if running.
@@ -374,7 +410,7 @@ class JobHandle:
             True if the request was made, False if the job had already ended
             or was already being cancelled.
         """
-        return self._pool._cancel_job(self, "cancel")
+        return self._port.cancel(self._record)
 
     def result(self) -> Any:
         """The handler's return value, or raise how the job ended.
@@ -383,22 +419,24 @@ class JobHandle:
             asyncio.InvalidStateError: The job has not ended yet.
             JobError: It did not succeed (a subclass says how it ended).
         """
-        state = self._state
+        record = self._record
+        state = record.state
         if state is JobState.SUCCEEDED:
-            return self._result
+            return record.result
         if state in _LIVE:
             raise asyncio.InvalidStateError(f"job {self.job.id!r} is {state.value}")
         raise self._job_error()
 
     def _job_error(self) -> JobError:
         job_id = self.job.id
-        state = self._state
+        record = self._record
+        state = record.state
         if state is JobState.FAILED:
-            assert self._error is not None
+            assert record.error is not None
             err = JobFailedError(
-                f"job {job_id!r} failed: {self._error.short()}", job_id=job_id, error=self._error
+                f"job {job_id!r} failed: {record.error.short()}", job_id=job_id, error=record.error
             )
-            err.__cause__ = self._exc
+            err.__cause__ = record.exc
             return err
         if state is JobState.TIMED_OUT:
             return JobTimeoutError(f"job {job_id!r} timed out", job_id=job_id)
@@ -406,37 +444,33 @@ class JobHandle:
             return JobCancelledError(f"job {job_id!r} was cancelled", job_id=job_id)
         return JobAbandonedError(f"job {job_id!r} was abandoned", job_id=job_id)
 
+    def _waiter(self) -> asyncio.Future[None]:
+        record = self._record
+        waiter = record.waiter
+        if waiter is None:
+            waiter = record.waiter = asyncio.get_running_loop().create_future()
+            if record.state not in _LIVE:
+                waiter.set_result(None)
+        return waiter
+
     def add_done_callback(self, fn: Callable[[JobHandle], object]) -> None:
         """Call ``fn(handle)`` on the loop once the job reaches its terminal state.
 
         If it already has, ``fn`` is called soon. Must be called on the pool's loop.
         """
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            if self._state not in _LIVE:
-                waiter.set_result(None)
-        waiter.add_done_callback(lambda _: fn(self))
+        self._waiter().add_done_callback(lambda _: fn(self))
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._wait().__await__()
 
     async def _wait(self) -> Any:
-        if self._state in _LIVE:
-            waiter = self._waiter
-            if waiter is None:
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
+        if self._record.state in _LIVE:
             # Shielded so that one awaiter's cancellation does not cancel the others' wait.
-            await asyncio.shield(waiter)
+            await asyncio.shield(self._waiter())
         return self.result()
 
-    def _finish(self, state: JobState, now: float) -> None:
-        self._state = state
-        self._ended_at = now
-        self._ctx = None
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def __repr__(self) -> str:
-        return f"<JobHandle {self.job.id!r} [{self._state.value}] attempts={self._attempt}>"
+        return (
+            f"<JobHandle {self.job.id!r} [{self._record.state.value}] "
+            f"attempts={self._record.attempt}>"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ("PoolPhase",)
+__all__ = ("PoolPhase", "can_move")
 
 
 class PoolPhase(enum.Enum):
@@ -50,3 +50,23 @@ _SHUTDOWN = frozenset(
         PoolPhase.FAILED,
     }
 )
+
+
+_MOVES: dict[PoolPhase, frozenset[PoolPhase]] = {
+    PoolPhase.CREATED: frozenset({PoolPhase.STARTING, PoolPhase.STOPPED, PoolPhase.FAILED}),
+    # Supervision may give up while the workers start: the shutdown then drains.
+    PoolPhase.STARTING: frozenset({PoolPhase.RUNNING, PoolPhase.DRAINING}),
+    PoolPhase.RUNNING: frozenset({PoolPhase.PAUSED, PoolPhase.DRAINING}),
+    PoolPhase.PAUSED: frozenset({PoolPhase.RUNNING, PoolPhase.DRAINING}),
+    PoolPhase.DRAINING: frozenset({PoolPhase.CANCELLING, PoolPhase.STOPPED, PoolPhase.FAILED}),
+    PoolPhase.CANCELLING: frozenset({PoolPhase.FORCING, PoolPhase.STOPPED, PoolPhase.FAILED}),
+    PoolPhase.FORCING: frozenset({PoolPhase.STOPPED, PoolPhase.FAILED}),
+    PoolPhase.STOPPED: frozenset(),
+    PoolPhase.FAILED: frozenset(),
+}
+"""The phases each phase may move to; every other move is a bug."""
+
+
+def can_move(start: PoolPhase, end: PoolPhase) -> bool:
+    """Whether a pool may go from phase ``start`` to phase ``end``."""
+    return end in _MOVES[start]

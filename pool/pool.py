@@ -4,78 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import os
 import random
 import threading
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import events as ev
 from .bus import EventBus, Subscription
-from .clock import Clock, MonotonicClock, sleep
+from .clock import Clock
+from .config import DEFAULT_GRACE, Handler, RunnerKind, Settings, check_int
 from .errors import PoolClosed, PoolError, QueueFull
-from .job import ErrorInfo, Job, JobContext, JobHandle, JobState, check_timeout
-from .phase import PoolPhase
+from .job import Job, JobContext, JobHandle, JobRecord, JobState, check_timeout
+from .ledger import CancelReason, DeadLetter, Ledger, crash_error
+from .phase import PoolPhase, can_move
+from .queue import JobQueue
 from .retry import RetryPolicy
-from .runners import CoroutineRunner, Runner, RunnerFactory, ThreadRunner, WorkerDied
-from .shutdown import ShutdownReport
-from .stats import LatencyWindow, PoolStats, Throughput
-from .worker import Worker, WorkerInfo, WorkerState
+from .runners import WorkerDied
+from .shutdown import Shutdown, ShutdownReport
+from .stats import PoolStats
+from .supervisor import Supervisor
+from .worker import Worker, WorkerInfo
 
 if TYPE_CHECKING:
     from .control import ControlServer
 
 __all__ = ("DeadLetter", "Handler", "Pool", "PoolSnapshot")
 
-Handler = (
-    Callable[[Job, JobContext], Awaitable[object]]
-    | Callable[[Job, JobContext], object]
-    | RunnerFactory
-)
-"""``async def handler(job, ctx)``, a plain ``def`` that the pool runs in a thread
-or a child process, or an object that makes its own runners (shell commands)."""
 
-RunnerKind = Literal["async", "thread", "process"]
-"""How the pool runs a handler function."""
-
-DEFAULT_GRACE: Final = 10.0
-"""The default of the pool's ``grace`` setting."""
-
-TICK_INTERVAL: Final = 0.1
-"""Seconds between two ``ShutdownTick`` events."""
-
-_GONE = (WorkerState.STOPPED, WorkerState.CRASHED)
 _QUEUED = JobState.QUEUED
-_SUCCEEDED = JobState.SUCCEEDED
 _RUNNING = JobState.RUNNING
-
-_make_submitted = ev._maker(ev.JobSubmitted)
-_make_started = ev._maker(ev.JobStarted)
-_make_succeeded = ev._maker(ev.JobSucceeded)
-_make_progressed = ev._maker(ev.JobProgressed)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    """A job that failed for good, kept so that it can be inspected and resubmitted.
-
-    Attributes:
-        job: The job as it was submitted.
-        state: How it ended: ``failed`` or ``timed_out``.
-        error: Its last error (None for a timeout).
-        attempts: How many attempts it had.
-        at: The pool clock's time when it ended.
-    """
-
-    job: Job
-    state: JobState
-    error: ErrorInfo | None
-    attempts: int
-    at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,16 +60,6 @@ class PoolSnapshot:
     workers: tuple[WorkerInfo, ...]
     phase_deadline: float | None
     started_at: float | None
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return value
 
 
 class Pool:
@@ -181,100 +131,81 @@ class Pool:
         Raises:
             TypeError, ValueError: An argument is of the wrong type or out of range.
         """
-        if not (callable(handler) or isinstance(handler, RunnerFactory)):
-            raise TypeError(f"handler must be callable or have make_runner(), got {handler!r}")
-        self._max_workers = _check_int("max_workers", max_workers, 1)
-        self._target = _check_int("workers", workers, 0, self._max_workers)
-        self._queue_size = _check_int("queue_size", queue_size, 1)
-        self._job_timeout = check_timeout("job_timeout", job_timeout)
-        cancel = check_timeout("cancel_grace", cancel_grace, allow_zero=True)
-        self._cancel_grace: float = 0.0 if cancel is None else cancel
-        default_grace = check_timeout("grace", grace, allow_zero=True)
-        if default_grace is None:
-            raise TypeError("grace must be a number of seconds, got None")
-        self._grace: float = default_grace
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        self._retry = retry
-        self._max_restarts = _check_int("max_restarts", max_restarts, 0)
-        window = check_timeout("restart_window", restart_window)
-        if window is None:
-            raise TypeError("restart_window must be a number of seconds, got None")
-        self._restart_window = window
-        backoff = check_timeout("restart_backoff", restart_backoff, allow_zero=True)
-        self._restart_backoff: float = 0.0 if backoff is None else backoff
-        _check_int("max_dead_letters", max_dead_letters, 0)
-        self._runner_kind = _runner_kind(handler, runner)
-        self._handler = handler
-        if describe is None:
-            describe = getattr(handler, "describe", None)
-        if describe is not None and not callable(describe):
-            raise TypeError(f"describe must be callable or None, got {describe!r}")
-        self._describe = describe
-        if clock is None:
-            clock = MonotonicClock()
-        elif not (
-            callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_later", None))
-        ):
-            raise TypeError(f"clock must have now() and call_later(), got {clock!r}")
-        self._clock: Clock = clock
+        settings = Settings.check(
+            handler,
+            workers=workers,
+            queue_size=queue_size,
+            max_workers=max_workers,
+            job_timeout=job_timeout,
+            cancel_grace=cancel_grace,
+            grace=grace,
+            retry=retry,
+            max_restarts=max_restarts,
+            restart_window=restart_window,
+            restart_backoff=restart_backoff,
+            max_dead_letters=max_dead_letters,
+            runner=runner,
+            clock=clock,
+            seed=seed,
+            name=name,
+            describe=describe,
+        )
+        self._settings = settings
+        self._max_workers = settings.max_workers
+        self._queue_size = settings.queue_size
+        self._job_timeout = settings.job_timeout
+        self._cancel_grace = settings.cancel_grace
+        self._grace = settings.grace
+        self._describe = settings.describe
+        self._clock = clock = settings.clock
         self._now = clock.now
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {name!r}")
-        self._name = name
-        self._rng = random.Random(seed)
+        self._name = settings.name
+        self._rng = random.Random(settings.seed)
 
         self._phase = PoolPhase.CREATED
-        self._paused = False
-        self._closed = False
         self._bus = EventBus()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = -1
         self._started_at: float | None = None
 
-        # Jobs. A handle is in ``_live`` from acceptance to its terminal state.
-        self._live: dict[str, JobHandle] = {}
-        self._queue: deque[JobHandle] = deque()  # may hold cancelled handles: skipped
-        self._ready = 0  # live handles in ``_queue``: what the capacity bounds
-        self._putters: deque[asyncio.Future[None]] = deque()
-        self._dead: deque[DeadLetter] = deque(maxlen=max_dead_letters)
+        # Jobs: their states and counts are the ledger's.
+        self._ledger = Ledger(
+            self._bus,
+            now=clock.now(),
+            max_dead_letters=settings.max_dead_letters,
+            retry=settings.retry,
+            rng=self._rng,
+        )
+        self._live_jobs = self._ledger.jobs  # read on every submit
+        self._port = _Port(self._job_progress, self._job_output, self._cancel_job)
+        self._queue = JobQueue(settings.queue_size)
+        self._supervisor = Supervisor(
+            settings,
+            self._bus,
+            self._queue,
+            begin=self._begin_job,
+            end=self._end_job,
+            lose_job=self._lose_job,
+            give_up=self._give_up,
+            phase=lambda: self._phase,
+        )
 
-        # Counters of the accounting identity (see PoolStats).
-        self._submitted = 0
-        self._rejected = 0
-        self._queued = 0  # ready, handed to a worker not yet started, or waiting for a retry
-        self._running = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._timed_out = 0
-        self._cancelled = 0
-        self._abandoned = 0
-        self._retried = 0
-        self._restarts = 0
-
-        self._run_times = LatencyWindow()
-        self._waits = LatencyWindow()
-        self._add_run_time = self._run_times.add
-        self._add_wait = self._waits.add
-        self._throughput = Throughput(clock.now())
-        self._count_end = self._throughput.add
-
-        # Workers, by slot id.
-        self._workers: dict[str, Worker] = {}
-        self._idle: deque[Worker] = deque()
-        self._next_worker = 1
-        self._retiring = 0
-        self._crashes: deque[float] = deque()
-        self._restart_timers: dict[str, Any] = {}
-        self._stopping_workers = False
-
-        # Shutdown.
-        self._shutdown_task: asyncio.Task[ShutdownReport] | None = None
-        self._report: ShutdownReport | None = None
-        self._escalations = 0
-        self._phase_deadline: float | None = None
-        self._settled: asyncio.Future[None] | None = None
-        self._shutdown_cancel_grace = float("inf")
+        self._shutdown = Shutdown(
+            settings.name,
+            clock,
+            self._bus,
+            self._ledger,
+            self._queue,
+            self._supervisor,
+            _Host(
+                started=lambda: self._phase is not PoolPhase.CREATED and self._loop_thread != -1,
+                phase=lambda: self._phase,
+                set_phase=self._set_phase,
+                hand_back_queued=self._hand_back_queued,
+                cancel_running=functools.partial(self._request_cancel_for, CancelReason.SHUTDOWN),
+                abandon=self._abandon,
+            ),
+        )
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -329,13 +260,13 @@ class Pool:
         self._loop_thread = threading.get_ident()
         self._set_phase(PoolPhase.STARTING)
         self._started_at = self._now()
-        self._throughput = Throughput(self._started_at)
-        self._count_end = self._throughput.add
-        new = [self._spawn() for _ in range(self._target)]
+        self._ledger.restart_throughput(self._started_at)
+        self._port.bind(self._loop)
+        new = self._supervisor.start(self._loop)
         try:
-            await self._wait_ready(new)
+            await self._supervisor.wait_ready(new)
         finally:
-            if not self._closed:  # supervision may have given up already
+            if not self._closed():  # supervision may have given up already
                 self._set_phase(PoolPhase.RUNNING)
 
     async def __aenter__(self) -> Pool:
@@ -356,9 +287,9 @@ class Pool:
         Raises:
             PoolError: The pool is not running (or already paused).
         """
-        if self._phase is not PoolPhase.RUNNING or self._closed:
+        if self._phase is not PoolPhase.RUNNING or self._closed():
             raise PoolError(f"cannot pause: pool is {self._phase.value}")
-        self._paused = True
+        self._queue.hold()
         self._set_phase(PoolPhase.PAUSED)
 
     async def resume(self) -> None:
@@ -370,15 +301,7 @@ class Pool:
         if self._phase is not PoolPhase.PAUSED:
             raise PoolError(f"cannot resume: pool is {self._phase.value}")
         self._set_phase(PoolPhase.RUNNING)
-        self._unpause()
-
-    def _unpause(self) -> None:
-        self._paused = False
-        while self._idle and self._ready:
-            handle = self._pop_ready()
-            if handle is None:
-                break
-            self._hand_to_idle(handle)
+        self._queue.release()
 
     def _closing_state(self) -> str:
         """The phase of a pool whose intake has closed, as messages say it."""
@@ -388,9 +311,22 @@ class Pool:
         return phase.value if phase.is_shutting_down else "shutting down"
 
     def _set_phase(self, phase: PoolPhase, reason: str | None = None) -> None:
+        """Move to ``phase`` and tell it; the one place the phase changes.
+
+        Raises:
+            RuntimeError: The move is not one a pool can make (a bug of the pool's).
+        """
         previous = self._phase
+        if not can_move(previous, phase):
+            raise RuntimeError(f"pool cannot move from {previous.value} to {phase.value}")
         self._phase = phase
-        self._emit(ev.PhaseChanged, phase=phase, previous=previous, reason=reason)
+        self._bus.emit_named(
+            ev.PhaseChanged, self._now(), phase=phase, previous=previous, reason=reason
+        )
+
+    def _closed(self) -> bool:
+        """Whether intake has closed: a shutdown has begun (its task may not have run yet)."""
+        return self._shutdown.begun
 
     # --- submitting ---------------------------------------------------------
 
@@ -405,11 +341,11 @@ class Pool:
                 "use asyncio.run_coroutine_threadsafe(pool.submit(job), loop)"
             )
         phase = self._phase
-        if self._closed:
+        if self._shutdown.begun:
             raise PoolClosed(f"pool is {self._closing_state()}: it accepts no more jobs")
         if phase is not PoolPhase.RUNNING and phase is not PoolPhase.PAUSED:
             raise PoolError(f"cannot submit: pool is {phase.value}, not started")
-        if job.id in self._live:
+        if job.id in self._live_jobs:
             raise ValueError(f"job id {job.id!r} is already queued or running")
 
     def submit_nowait(self, job: Job) -> JobHandle:
@@ -421,7 +357,7 @@ class Pool:
             ValueError: A live job has the same id.
         """
         self._check_submit(job, "submit_nowait")
-        if self._ready >= self._queue_size:
+        if self._queue.full():
             self._reject(job)
         return self._accept(job)
 
@@ -441,263 +377,117 @@ class Pool:
         """
         limit = None if timeout is None else check_timeout("timeout", timeout, allow_zero=True)
         self._check_submit(job, "submit")
-        if self._ready >= self._queue_size:
-            await self._wait_for_room(job, limit)
+        if self._queue.full():
+            await self._queue.wait_for_room(
+                self._clock,
+                limit,
+                functools.partial(self._reject, job),
+                functools.partial(self._check_submit, job, "submit"),
+            )
         return self._accept(job)
 
-    async def _wait_for_room(self, job: Job, limit: float | None) -> None:
-        deadline = None if limit is None else self._now() + limit
-        while self._ready >= self._queue_size:
-            remaining = None if deadline is None else deadline - self._now()
-            if remaining is not None and remaining <= 0:
-                self._reject(job)
-            assert self._loop is not None
-            fut: asyncio.Future[None] = self._loop.create_future()
-            self._putters.append(fut)
-            timer = None
-            if remaining is not None:
-                timer = self._clock.call_later(remaining, functools.partial(_set_none, fut))
-            try:
-                await fut
-            except BaseException:
-                # Cancelled: if a slot was handed to us, pass it to the next waiter.
-                if fut.done() and not fut.cancelled():
-                    self._wake_putter()
-                else:
-                    fut.cancel()
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            try:
-                self._check_submit(job, "submit")  # closed, or the id taken, while we waited
-            except BaseException:
-                if self._ready < self._queue_size:
-                    self._wake_putter()
-                raise
-
-    def _wake_putter(self) -> None:
-        putters = self._putters
-        while putters:
-            fut = putters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    def _reject(self, job: Job) -> None:
-        self._submitted += 1
-        self._rejected += 1
-        self._emit(ev.JobRejected, job_id=job.id, reason="queue full")
+    def _reject(self, job: Job) -> NoReturn:
+        self._ledger.reject(job.id, self._now())
         raise QueueFull(f"queue is full ({self._queue_size} jobs waiting)")
 
     def _accept(self, job: Job) -> JobHandle:
-        now = self._now()
-        handle = JobHandle(job, self, now)
-        self._live[job.id] = handle
-        self._submitted += 1
-        self._queued += 1
-        self._dispatch(handle)
-        bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            describe = self._describe
-            label = "" if describe is None else describe(job)
-            bus.publish(_make_submitted(bus.seq, now, job.id, self._queued, label))
-        elif bus._subs:
-            bus.skip(now)  # every subscriber is full: it would be dropped unread
-        return handle
-
-    def _dispatch(self, handle: JobHandle) -> None:
-        """Give a queued handle to an idle worker if one waits, else to the queue."""
-        if self._idle and not self._paused:
-            self._hand_to_idle(handle)
-        else:
-            self._queue.append(handle)
-            self._ready += 1
-
-    def _hand_to_idle(self, handle: JobHandle) -> None:
-        idle = self._idle
-        while idle:
-            wake = idle.popleft().wake
-            if wake is not None and not wake.done():
-                wake.set_result(handle)
-                return
-        self._queue.append(handle)
-        self._ready += 1
-
-    def _pop_ready(self) -> JobHandle | None:
-        queue = self._queue
-        while queue:
-            handle = queue.popleft()
-            if handle._state is _QUEUED:
-                self._ready -= 1
-                if self._putters:
-                    self._wake_putter()
-                return handle
-        return None
-
-    async def _take(self, worker: Worker) -> JobHandle | None:
-        """The next job for ``worker``, or None when it should exit."""
-        ready = worker.ready
-        if not ready.done():
-            ready.set_result(None)
-        while True:
-            if worker.retiring or self._stopping_workers:
-                return None
-            if not self._paused and self._ready:
-                handle = self._pop_ready()
-                if handle is not None:
-                    return handle
-            assert self._loop is not None
-            wake: asyncio.Future[JobHandle | None] = self._loop.create_future()
-            worker.wake = wake
-            self._idle.append(worker)
-            try:
-                handle = await wake
-            except BaseException:
-                if worker in self._idle:
-                    self._idle.remove(worker)
-                if wake.done() and not wake.cancelled():
-                    given = wake.result()
-                    if given is not None and given._state is _QUEUED:
-                        if self._idle and not self._paused:
-                            self._hand_to_idle(given)
-                        else:
-                            self._queue.appendleft(given)
-                            self._ready += 1
-                raise
-            finally:
-                worker.wake = None
-            if handle is not None and handle._state is _QUEUED:
-                return handle
+        describe = self._describe
+        # Named only when someone will read it: a label can cost a command's parsing.
+        label = "" if describe is None or not self._bus.room else describe(job)
+        record = self._ledger.accept(job, self._now(), label, self._queue.put)
+        return JobHandle(record, self._port)
 
     # --- running jobs -------------------------------------------------------
 
-    def _begin_job(self, worker: Worker, handle: JobHandle) -> JobContext:
+    def _begin_job(self, worker: Worker, record: JobRecord) -> JobContext:
         now = self._now()
-        self._queued -= 1
-        self._running += 1
-        handle._state = _RUNNING
-        handle._attempt += 1
-        handle._started_at = now
-        handle._worker_id = worker.id
-        handle._worker = worker
-        handle._progress = None
-        worker.job = handle
-        waited = now - handle._queued_at
-        self._add_wait(waited)
-        timeout = handle.job.timeout or self._job_timeout
+        worker.job = record
+        self._ledger.begin(record, worker, worker.id, now)
+        timeout = record.job.timeout or self._job_timeout
         deadline = None
         if timeout is not None:
             deadline = now + timeout
             worker.deadline_timer = self._clock.call_later(
-                timeout, functools.partial(self._request_cancel, worker, handle, "timeout")
+                timeout,
+                functools.partial(self._request_cancel, worker, record, CancelReason.TIMEOUT),
             )
-        ctx = JobContext(handle.job, worker.id, handle._attempt, deadline, handle, self)
-        handle._ctx = ctx
-        bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            bus.publish(
-                _make_started(bus.seq, now, handle.job.id, worker.id, handle._attempt, waited)
-            )
-        elif bus._subs:
-            bus.skip(now)
-        return ctx
+        return JobContext(record.job, worker.id, record.attempt, deadline, record, self._port)
 
     def _end_job(
-        self, worker: Worker, handle: JobHandle, result: object, exc: BaseException | None
+        self, worker: Worker, record: JobRecord, result: object, exc: BaseException | None
     ) -> None:
         """Account for the end of an attempt that ran on ``worker``."""
         now = self._now()
         if worker.deadline_timer is not None or worker.abandon_timer is not None:
             worker.clear_timers()
         worker.job = None
-        self._running -= 1
-        duration = now - (handle._started_at or now)
-        self._add_run_time(duration)
-        reason = handle._cancel_reason
-        if reason is None and exc is None:
+        if record.cancel_reason is None and exc is None:
             worker.jobs_done += 1
-            self._succeeded += 1
-            handle._result = result
-            handle._error = handle._exc = None  # an earlier attempt's error is no longer the job's
-            self._terminal(handle, _SUCCEEDED, now)
-            bus = self._bus
-            if bus.room:
-                bus.seq += 1
-                bus.publish(
-                    _make_succeeded(
-                        bus.seq, now, handle.job.id, worker.id, handle._attempt, duration
-                    )
-                )
-            elif bus._subs:
-                bus.skip(now)
-        elif reason is None:
-            assert exc is not None
-            worker.jobs_failed += 1
-            self._attempt_failed(handle, worker.id, exc, duration, now)
-        elif reason == "timeout":
-            worker.jobs_failed += 1
-            retry = self._retry
-            if (
-                retry is not None
-                and retry.retry_timeouts
-                and handle._attempt < retry.max_attempts
-                and self._may_retry()
-            ):
-                info = ErrorInfo(type="TimeoutError", message="job timed out")
-                self._schedule_retry(handle, worker.id, info, duration, now)
-            else:
-                self._timed_out += 1
-                self._terminal(handle, JobState.TIMED_OUT, now)
-                self._keep_dead(handle, JobState.TIMED_OUT, None, now)
-                self._emit(
-                    ev.JobTimedOut,
-                    job_id=handle.job.id,
-                    worker_id=worker.id,
-                    attempt=handle._attempt,
-                    duration=duration,
-                    at=now,
-                )
+            self._ledger.succeed(record, worker.id, result, now)
         else:
-            handle._cancelled_running = True
-            self._cancelled += 1
-            self._terminal(handle, JobState.CANCELLED, now)
-            self._emit(
-                ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
-            )
-        if self._settled is not None:  # only a shutdown waits for the pool to settle
-            self._check_settled()
+            self._settle_attempt(worker, record, now, exc, measured=True)
+        if self._shutdown.waiting:  # only a shutdown waits for the pool to settle
+            self._shutdown.job_ended()
 
-    def _attempt_failed(
+    def _lose_job(self, worker: Worker, record: JobRecord, crash: BaseException | None) -> None:
+        """End the attempt a dead worker held: failed or retried after a crash, else cancelled."""
+        worker.clear_timers()
+        worker.job = None
+        self._settle_attempt(worker, record, self._now(), crash, measured=False, crashed=True)
+        self._shutdown.job_ended()
+
+    def _settle_attempt(
         self,
-        handle: JobHandle,
-        worker_id: str,
-        exc: BaseException,
-        duration: float,
+        worker: Worker,
+        record: JobRecord,
         now: float,
-        info: ErrorInfo | None = None,
+        exc: BaseException | None,
+        *,
+        measured: bool,
+        crashed: bool = False,
     ) -> None:
-        info = info or ErrorInfo.from_exception(exc)
-        handle._error = info
-        handle._exc = exc
-        retry = self._retry
-        if retry is not None and handle._attempt < retry.max_attempts and self._may_retry():
-            self._schedule_retry(handle, worker_id, info, duration, now)
+        """An attempt ended other than by success: failed, retried, timed out or cancelled.
+
+        ``exc`` is what the handler raised or, when ``crashed``, what killed
+        its worker (None when its task was cancelled from outside).
+        """
+        ledger = self._ledger
+        reason = record.cancel_reason
+        delay = None
+        if (
+            crashed
+            and reason is None
+            and isinstance(exc, WorkerDied)
+            and not exc.job_began
+            and self._may_retry()
+        ):
+            # The job never began: no attempt was made, so it waits for another worker.
+            worker.jobs_failed += 1  # as the dashboard counts a crash under a job
+            ledger.hand_back_unstarted(record, worker.id, exc, now)
+            self._queue.put(record)
             return
-        self._failed += 1
-        self._terminal(handle, JobState.FAILED, now)
-        self._keep_dead(handle, JobState.FAILED, info, now)
-        self._emit(
-            ev.JobFailed,
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=handle._attempt,
-            duration=duration,
-            error=info,
-            at=now,
-        )
+        if reason is None and exc is not None:
+            worker.jobs_failed += 1
+            info = crash_error(exc, worker.id) if crashed else None
+            delay = ledger.fail(
+                record,
+                worker.id,
+                exc,
+                now,
+                may_retry=self._may_retry(),
+                info=info,
+                measured=measured,
+            )
+        elif reason is CancelReason.TIMEOUT:
+            worker.jobs_failed += 1
+            may_retry = not crashed and self._may_retry()
+            delay = ledger.time_out(record, worker.id, now, may_retry=may_retry, measured=measured)
+        else:
+            ledger.cancel_running(record, worker.id, now, measured)
+        if delay is not None:
+            record.retry_timer = self._clock.call_later(
+                delay, functools.partial(self._requeue, record)
+            )
 
     def _may_retry(self) -> bool:
         # Once the shutdown cancels, nothing new may be queued: it would never run.
@@ -706,450 +496,113 @@ class Pool:
             and not self._phase.is_final
         )
 
-    def _schedule_retry(
-        self, handle: JobHandle, worker_id: str, info: ErrorInfo, duration: float, now: float
-    ) -> None:
-        assert self._retry is not None
-        delay = self._retry.delay(handle._attempt + 1, self._rng)
-        handle._state = _QUEUED
-        handle._cancel_reason = None
-        handle._worker = None
-        self._queued += 1
-        self._retried += 1
-        handle._retry_timer = self._clock.call_later(
-            delay, functools.partial(self._requeue, handle)
-        )
-        self._emit(
-            ev.JobRetryScheduled,
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=handle._attempt,
-            duration=duration,
-            error=info,
-            delay=delay,
-            at=now,
-        )
-
-    def _requeue(self, handle: JobHandle) -> None:
-        handle._retry_timer = None
-        if handle._state is not _QUEUED:
+    def _requeue(self, record: JobRecord) -> None:
+        record.retry_timer = None
+        if record.state is not _QUEUED:
             return
-        handle._queued_at = self._now()
+        record.queued_at = self._now()
         # Retries skip the bound: they were accepted already, and a full queue
         # must not make an accepted job wait on new ones.
-        self._dispatch(handle)
+        self._queue.put(record)
 
-    def _terminal(self, handle: JobHandle, state: JobState, now: float) -> None:
-        handle._worker = None
-        handle._finish(state, now)
-        job_id = handle.job.id
-        if self._live.get(job_id) is handle:
-            del self._live[job_id]
-        self._count_end(now)
-
-    def _keep_dead(
-        self, handle: JobHandle, state: JobState, info: ErrorInfo | None, now: float
-    ) -> None:
-        if self._dead.maxlen:
-            self._dead.append(
-                DeadLetter(
-                    job=handle.job, state=state, error=info, attempts=handle._attempt, at=now
-                )
-            )
-
-    def _job_progress(self, handle: JobHandle, attempt: int, fraction: float, message: str) -> None:
-        if handle._state is not _RUNNING or handle._attempt != attempt:
-            return  # reported after the attempt ended
-        handle._progress = (fraction, message)
-        bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            worker_id = handle._worker_id or ""
-            bus.publish(
-                _make_progressed(bus.seq, self._now(), handle.job.id, worker_id, fraction, message)
-            )
-        elif bus._subs:
-            bus.skip(self._now())
+    def _job_progress(self, record: JobRecord, attempt: int, fraction: float, message: str) -> None:
+        self._ledger.progress(record, attempt, fraction, message, self._now())
 
     def _job_output(
         self,
-        handle: JobHandle,
+        record: JobRecord,
         attempt: int,
         worker_id: str,
         output: str,
         exit_code: int | None,
         path: str | None,
     ) -> None:
-        if handle._attempt != attempt or self._phase.is_final:
-            return  # a later attempt has begun, or PoolStopped has been told
-        bus = self._bus
-        now = self._now()
-        if bus.room:  # the sequence counts published (or skipped) events only
-            bus.seq += 1
-        elif bus._subs:
-            bus.skip(now)
-        event = ev.JobOutputCaptured(
-            seq=bus.seq,
-            at=now,
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=attempt,
-            exit_code=exit_code,
-            output=output,
-            path=path,
-        )
-        handle._output = event
-        if bus.room:
-            bus.publish(event)
+        if self._phase.is_final:
+            return  # PoolStopped has been told
+        self._ledger.output(record, attempt, worker_id, output, exit_code, path, self._now())
 
     # --- cancelling ---------------------------------------------------------
 
-    def _cancel_job(self, handle: JobHandle, reason: str) -> bool:
+    def _cancel_job(self, record: JobRecord) -> bool:
         """Cancel a job by request of its handle; see :meth:`JobHandle.cancel`."""
-        if handle._pool is not self:
-            raise ValueError("the handle belongs to another pool")
-        state = handle._state
+        state = record.state
         if state is _QUEUED:
-            self._cancel_queued(handle, self._now())
-            self._check_settled()
+            self._cancel_queued(record, self._now())
+            self._shutdown.job_ended()
             return True
-        if state is _RUNNING and handle._cancel_reason is None:
-            worker = handle._worker
+        if state is _RUNNING and record.cancel_reason is None:
+            worker = record.worker
             assert isinstance(worker, Worker)
-            self._request_cancel(worker, handle, reason)
+            self._request_cancel(worker, record, CancelReason.CANCEL)
             return True
         return False
 
-    def _cancel_queued(self, handle: JobHandle, now: float) -> None:
-        timer = handle._retry_timer
+    def _cancel_queued(self, record: JobRecord, now: float) -> None:
+        timer = record.retry_timer
         if timer is not None:
             timer.cancel()
-            handle._retry_timer = None
-        elif handle in self._queue:
-            # Left in the deque and skipped when reached; it no longer takes room.
-            self._ready -= 1
-            if self._putters:
-                self._wake_putter()
-        self._queued -= 1
-        self._cancelled += 1
-        handle._cancelled_running = False
-        self._terminal(handle, JobState.CANCELLED, now)
-        self._emit(ev.JobCancelled, job_id=handle.job.id, worker_id=None, started=False, at=now)
+            record.retry_timer = None
+        else:
+            self._queue.discard(record)
+        self._ledger.cancel_queued(record, now)
 
-    def _request_cancel(self, worker: Worker, handle: JobHandle, reason: str) -> None:
-        """Ask the handler running ``handle`` on ``worker`` to stop."""
-        if worker.job is not handle or handle._cancel_reason is not None:
+    def _request_cancel(self, worker: Worker, record: JobRecord, reason: CancelReason) -> None:
+        """Ask the handler running ``record`` on ``worker`` to stop."""
+        if worker.job is not record or record.cancel_reason is not None:
             return
-        handle._cancel_reason = reason
-        ctx = handle._ctx
-        if ctx is not None:
-            ctx._cancelled = True
+        record.cancel_reason = reason
+        if record.cancelled_attempts is None:
+            record.cancelled_attempts = set()
+        record.cancelled_attempts.add(record.attempt)
         if worker.runner.cancels_task:
             assert worker.task is not None
             if worker.task is asyncio.current_task():
                 # From inside the handler: Task.uncancel() (3.11/3.12) would not undo it.
                 assert self._loop is not None
-                self._loop.call_soon(self._cancel_task_later, worker, handle)
+                self._loop.call_soon(self._cancel_task_later, worker, record)
             else:
                 worker.cancels += 1
                 worker.task.cancel()
         else:
             worker.runner.cancel()
-        self._emit(ev.JobCancelRequested, job_id=handle.job.id, worker_id=worker.id, reason=reason)
-        if reason != "shutdown":  # the shutdown abandons on its own schedule
+        self._bus.emit_named(
+            ev.JobCancelRequested,
+            self._now(),
+            job_id=record.job.id,
+            worker_id=worker.id,
+            reason=reason.value,
+        )
+        if reason is not CancelReason.SHUTDOWN:  # the shutdown abandons on its own schedule
             worker.abandon_timer = self._clock.call_later(
-                self._cancel_grace, functools.partial(self._abandon, worker, handle)
+                self._cancel_grace, functools.partial(self._abandon, worker, record)
             )
 
-    def _cancel_task_later(self, worker: Worker, handle: JobHandle) -> None:
-        if worker.job is handle and worker.task is not None and not worker.task.done():
+    def _request_cancel_for(self, reason: CancelReason, worker: Worker, record: JobRecord) -> None:
+        self._request_cancel(worker, record, reason)
+
+    def _cancel_task_later(self, worker: Worker, record: JobRecord) -> None:
+        if worker.job is record and worker.task is not None and not worker.task.done():
             worker.cancels += 1
             worker.task.cancel()
 
-    def _abandon(self, worker: Worker, handle: JobHandle) -> None:
+    def _abandon(self, worker: Worker, record: JobRecord) -> None:
         """Give up on a job that ignored its cancellation; the slot gets a fresh worker."""
-        if worker.job is not handle or handle._state is not _RUNNING:
+        if worker.job is not record or record.state is not _RUNNING:
             return
         now = self._now()
         worker.clear_timers()
         worker.detached = True
         worker.job = None
-        self._running -= 1
-        self._abandoned += 1
-        duration = now - (handle._started_at or now)
-        self._terminal(handle, JobState.ABANDONED, now)
-        self._emit(
-            ev.JobAbandoned, job_id=handle.job.id, worker_id=worker.id, duration=duration, at=now
-        )
+        self._ledger.abandon(record, worker.id, now)
         worker.runner.abandon()
-        if self._workers.get(worker.id) is worker:
-            if worker.retiring or self._stopping_workers or self._winding_down():
-                self._retire_slot(worker)
-            else:
-                self._spawn(
-                    worker.id,
-                    previous=worker,
-                    announce=lambda _new: self._emit(
-                        ev.WorkerReplaced, worker_id=worker.id, job_id=handle.job.id
-                    ),
-                )
-        self._check_settled()
+        self._supervisor.replace(worker, record.job.id)
+        self._shutdown.job_ended()
 
-    # --- workers and supervision -------------------------------------------
+    # --- workers and supervision (the supervisor's) ------------------------
 
-    def _make_runner(self, worker_id: str) -> Runner:
-        name = f"{self._name}-{worker_id}"
-        handler: Any = self._handler
-        kind = self._runner_kind
-        if kind == "async":
-            return CoroutineRunner(handler)
-        if kind == "thread":
-            return ThreadRunner(handler, name)
-        if kind == "process":
-            from .process import ProcessRunner  # multiprocessing loads only when used
-
-            return ProcessRunner(handler, name)
-        runner: Runner = handler.make_runner(name)
-        return runner
-
-    def _spawn(
-        self,
-        worker_id: str | None = None,
-        previous: Worker | None = None,
-        announce: Callable[[Worker], object] | None = None,
-    ) -> Worker:
-        """Start a worker, in a new slot or in place of ``previous``.
-
-        ``announce`` (by default: emit ``WorkerStarted`` for a new slot) runs
-        once the worker exists and before its task is created: under an eager
-        task factory the task runs its first steps, and may start a job,
-        inside ``create_task``, so whatever tells of the worker comes first.
-        """
-        assert self._loop is not None
-        if worker_id is None:
-            worker_id = f"w{self._next_worker}"
-            self._next_worker += 1
-        worker = Worker(worker_id, self._make_runner(worker_id), self._loop.create_future())
-        if previous is not None:
-            worker.restarts = previous.restarts
-            worker.jobs_done = previous.jobs_done
-            worker.jobs_failed = previous.jobs_failed
-        self._workers[worker_id] = worker
-        if announce is not None:
-            announce(worker)
-        elif previous is None:
-            self._emit(ev.WorkerStarted, worker_id=worker_id)
-        worker.runner.start()
-        task = self._loop.create_task(worker.run(self), name=f"{self._name}-{worker_id}")
-        worker.task = task  # already set by the task itself if it started eagerly
-        task.add_done_callback(functools.partial(self._worker_exited, worker))
-        return worker
-
-    async def _wait_ready(self, workers: list[Worker]) -> None:
-        pending = [w.ready for w in workers if not w.ready.done()]
-        if pending:
-            await asyncio.wait(pending)
-
-    def _worker_exited(self, worker: Worker, task: asyncio.Task[None]) -> None:
-        """Done callback of every worker task: a normal exit, a cancellation or a crash."""
-        never_ready = not worker.ready.done()
-        if never_ready:
-            worker.ready.set_result(None)
-        if task.cancelled():
-            exc: BaseException | None = None
-        else:
-            exc = task.exception()
-        worker.runner.stop()
-        if worker.detached or self._workers.get(worker.id) is not worker:
-            return  # replaced after its job was abandoned: its fate is already told
-        handle = worker.job
-        if task.cancelled():
-            # Cancelled from outside (the loop is going away): not a crash.
-            if handle is not None:
-                self._lose_job(worker, handle, None)
-            worker.status = WorkerState.STOPPED
-            self._drop_slot(worker)
-            self._emit(ev.WorkerStopped, worker_id=worker.id)
-            return
-        if exc is None:
-            self._retire_slot(worker)
-            return
-        self._crash(worker, handle, exc, never_ready=never_ready)
-
-    def _lose_job(self, worker: Worker, handle: JobHandle, crash: BaseException | None) -> None:
-        """End the attempt a dead worker held: failed or retried after a crash, else cancelled."""
-        now = self._now()
-        worker.clear_timers()
-        worker.job = None
-        self._running -= 1
-        duration = now - (handle._started_at or now)
-        if (
-            isinstance(crash, WorkerDied)
-            and not crash.job_began
-            and handle._cancel_reason is None
-            and self._may_retry()
-        ):
-            # The job never began: no attempt was made, so it waits for another worker.
-            worker.jobs_failed += 1  # as the dashboard counts a crash under a job
-            self._hand_back_unstarted(handle, worker.id, crash, duration, now)
-        elif crash is not None and handle._cancel_reason is None:
-            worker.jobs_failed += 1
-            cause = crash.__cause__ if isinstance(crash, WorkerDied) and crash.__cause__ else crash
-            info = ErrorInfo.from_exception(cause)
-            info = ErrorInfo(
-                type=info.type,
-                message=f"worker {worker.id} crashed: {info.message}",
-                traceback=info.traceback,
-            )
-            self._attempt_failed(handle, worker.id, crash, duration, now, info)
-        elif handle._cancel_reason == "timeout":
-            worker.jobs_failed += 1
-            self._timed_out += 1
-            self._terminal(handle, JobState.TIMED_OUT, now)
-            self._keep_dead(handle, JobState.TIMED_OUT, None, now)
-            self._emit(
-                ev.JobTimedOut,
-                job_id=handle.job.id,
-                worker_id=worker.id,
-                attempt=handle._attempt,
-                duration=duration,
-                at=now,
-            )
-        else:
-            handle._cancelled_running = True
-            self._cancelled += 1
-            self._terminal(handle, JobState.CANCELLED, now)
-            self._emit(
-                ev.JobCancelled, job_id=handle.job.id, worker_id=worker.id, started=True, at=now
-            )
-        self._check_settled()
-
-    def _hand_back_unstarted(
-        self, handle: JobHandle, worker_id: str, crash: WorkerDied, duration: float, now: float
-    ) -> None:
-        handle._attempt -= 1
-        handle._state = _QUEUED
-        handle._worker = None
-        handle._queued_at = now
-        self._queued += 1
-        self._retried += 1
-        self._emit(
-            ev.JobRetryScheduled,
-            job_id=handle.job.id,
-            worker_id=worker_id,
-            attempt=handle._attempt + 1,
-            duration=duration,
-            error=ErrorInfo(
-                type="pool.runners.WorkerDied", message=f"{crash} before the job began"
-            ),
-            delay=0.0,
-            at=now,
-        )
-        self._dispatch(handle)
-
-    def _crash(
-        self,
-        worker: Worker,
-        handle: JobHandle | None,
-        exc: BaseException,
-        *,
-        never_ready: bool = False,
-    ) -> None:
-        now = self._now()
-        cause = exc.__cause__ if isinstance(exc, WorkerDied) and exc.__cause__ else exc
-        info = ErrorInfo.from_exception(cause)
-        if handle is not None:
-            self._lose_job(worker, handle, exc)
-        if worker.retiring or self._winding_down() or self._stopping_workers:
-            self._emit(
-                ev.WorkerCrashed,
-                worker_id=worker.id,
-                job_id=_id(handle),
-                error=info,
-                restart_in=None,
-            )
-            self._retire_slot(worker)
-            return
-        if never_ready:
-            # It died before it could take a job (its process could not load
-            # the handler, or start at all): the next one would too, and a
-            # hang at load time is too slow for the restart window to notice.
-            worker.status = WorkerState.CRASHED
-            self._emit(
-                ev.WorkerCrashed, worker_id=worker.id, job_id=None, error=info, restart_in=None
-            )
-            what = str(exc) if isinstance(exc, WorkerDied) else info.short()
-            reason = f"worker {worker.id} could not start: {what}"
-            self._begin_shutdown(DEFAULT_GRACE, False, self._cancel_grace, reason)
-            return
-        crashes = self._crashes
-        while crashes and crashes[0] <= now - self._restart_window:
-            crashes.popleft()
-        if len(crashes) >= self._max_restarts:
-            worker.status = WorkerState.CRASHED
-            self._emit(
-                ev.WorkerCrashed,
-                worker_id=worker.id,
-                job_id=_id(handle),
-                error=info,
-                restart_in=None,
-            )
-            reason = (
-                f"worker {worker.id} crashed {len(crashes) + 1} times within "
-                f"{self._restart_window:g}s (max_restarts={self._max_restarts}): {info.short()}"
-            )
-            self._begin_shutdown(self._grace, False, self._cancel_grace, reason)
-            return
-        delay = min(self._restart_backoff * 2.0 ** len(crashes), 5.0)
-        crashes.append(now)
-        worker.status = WorkerState.RESTARTING
-        self._emit(
-            ev.WorkerCrashed, worker_id=worker.id, job_id=_id(handle), error=info, restart_in=delay
-        )
-        self._restart_timers[worker.id] = self._clock.call_later(
-            delay, functools.partial(self._restart, worker)
-        )
-
-    def _restart(self, worker: Worker) -> None:
-        self._restart_timers.pop(worker.id, None)
-        if self._workers.get(worker.id) is not worker:
-            return  # retired by a resize while it waited
-        if self._winding_down() or self._stopping_workers:
-            worker.status = WorkerState.STOPPED
-            self._emit(ev.WorkerStopped, worker_id=worker.id)
-            return
-        self._spawn(worker.id, previous=worker, announce=self._announce_restart)
-
-    def _announce_restart(self, new: Worker) -> None:
-        new.restarts += 1
-        self._restarts += 1
-        self._emit(ev.WorkerRestarted, worker_id=new.id, restarts=new.restarts)
-
-    def _winding_down(self) -> bool:
-        # Past the drain: no new worker would get a job.
-        return self._phase.is_shutting_down and self._phase is not PoolPhase.DRAINING
-
-    def _retire_slot(self, worker: Worker) -> None:
-        """A worker has exited for good: drop a retired slot, or mark it stopped."""
-        if self._stopping_workers or self._phase.is_shutting_down:
-            if worker.status is not WorkerState.CRASHED:
-                worker.status = WorkerState.STOPPED
-            if worker.retiring:
-                self._retiring -= 1
-                worker.retiring = False
-            self._emit(ev.WorkerStopped, worker_id=worker.id)
-            return
-        self._drop_slot(worker)
-        self._emit(ev.WorkerStopped, worker_id=worker.id)
-
-    def _drop_slot(self, worker: Worker) -> None:
-        if self._workers.get(worker.id) is worker:
-            del self._workers[worker.id]
-        if worker.retiring:
-            self._retiring -= 1
-            worker.retiring = False
-        if worker in self._idle:
-            self._idle.remove(worker)
+    def _give_up(self, grace: float, reason: str) -> None:
+        """Supervision gave up: shut down, without draining, to end ``failed``."""
+        self._shutdown.begin(grace, False, self._cancel_grace, reason)
 
     async def resize(self, workers: int) -> None:
         """Set the pool's size; returns once any new workers are ready.
@@ -1163,46 +616,15 @@ class Pool:
             PoolClosed: The pool's shutdown has begun.
             PoolError: The pool has not been started.
         """
-        target = _check_int("workers", workers, 0, self._max_workers)
-        if self._closed:
+        target = check_int("workers", workers, 0, self._max_workers)
+        if self._closed():
             raise PoolClosed(f"cannot resize: pool is {self._closing_state()}")
         if self._phase is PoolPhase.CREATED:
-            previous, self._target = self._target, target
-            self._emit(ev.PoolResized, target=target, previous=previous)
+            self._supervisor.set_target(target)
             return
         if self._phase is PoolPhase.STARTING:
             raise PoolError("cannot resize: pool is starting")
-        previous, self._target = self._target, target
-        self._emit(ev.PoolResized, target=target, previous=previous)
-        staying = len(self._workers) - self._retiring
-        if target > staying:
-            new = [self._spawn() for _ in range(target - staying)]
-            await self._wait_ready(new)
-        elif target < staying:
-            self._shrink(staying - target)
-
-    def _shrink(self, count: int) -> None:
-        slots = [w for w in self._workers.values() if not w.retiring]
-        restarting = [w for w in slots if w.status is WorkerState.RESTARTING]
-        idle = [w for w in slots if w.status is None and w.job is None]
-        busy = [w for w in slots if w.status is None and w.job is not None]
-        for worker in (restarting + idle[::-1] + busy[::-1])[:count]:
-            if worker.status is WorkerState.RESTARTING:
-                timer = self._restart_timers.pop(worker.id, None)
-                if timer is not None:
-                    timer.cancel()
-                self._drop_slot(worker)
-                self._emit(ev.WorkerStopped, worker_id=worker.id)
-                continue
-            worker.retiring = True
-            self._retiring += 1
-            wake = worker.wake
-            if wake is not None and not wake.done():
-                # Waiting for a job: it exits at once.
-                if worker in self._idle:
-                    self._idle.remove(worker)
-                wake.set_result(None)
-            self._emit(ev.WorkerRetireRequested, worker_id=worker.id)
+        await self._supervisor.resize(target)
 
     # --- shutdown -----------------------------------------------------------
 
@@ -1228,198 +650,25 @@ class Pool:
         """
         grace_s = check_timeout("grace", grace, allow_zero=True)
         cancel_s = check_timeout("cancel_grace", cancel_grace, allow_zero=True)
-        if self._report is not None:
-            return self._report
-        if self._shutdown_task is None:
-            self._begin_shutdown(
+        shutdown = self._shutdown
+        if shutdown.report is not None:
+            return shutdown.report
+        if shutdown.begun:
+            shutdown.escalate(cancel_s)
+        else:
+            shutdown.begin(
                 self._grace if grace_s is None else grace_s,
                 bool(drain),
                 self._cancel_grace if cancel_s is None else cancel_s,
                 None,
             )
-        else:
-            if cancel_s is not None:
-                self._shutdown_cancel_grace = min(self._shutdown_cancel_grace, cancel_s)
-            self._escalate()
-        assert self._shutdown_task is not None
-        return await asyncio.shield(self._shutdown_task)
-
-    def _begin_shutdown(
-        self, grace: float, drain: bool, cancel_grace: float, reason: str | None
-    ) -> None:
-        if self._shutdown_task is not None:
-            return
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        self._closed = True
-        self._shutdown_task = loop.create_task(
-            self._run_shutdown(grace, drain, cancel_grace, reason), name=f"{self._name}-shutdown"
-        )
-
-    def _escalate(self) -> None:
-        self._escalations += 1
-        self._wake_settled()
-
-    def _check_settled(self) -> None:
-        if self._settled is not None and not self._queued and not self._running:
-            self._wake_settled()
-
-    def _wake_settled(self) -> None:
-        settled = self._settled
-        if settled is not None and not settled.done():
-            settled.set_result(None)
-
-    async def _wait_settled(self, seconds: float) -> bool:
-        """Wait until no job is queued or running, ``seconds`` pass, or an escalation.
-
-        Returns:
-            True if every job has ended.
-        """
-        if not self._queued and not self._running:
-            return True
-        assert self._loop is not None
-        settled = self._settled = self._loop.create_future()
-        self._phase_deadline = self._now() + seconds
-        timer = self._clock.call_later(seconds, self._wake_settled)
-        try:
-            while not settled.done():
-                await settled
-        finally:
-            timer.cancel()
-            self._settled = None
-            self._phase_deadline = None
-        return not self._queued and not self._running
-
-    async def _run_shutdown(
-        self, grace: float, drain: bool, cancel_grace: float, reason: str | None
-    ) -> ShutdownReport:
-        start = self._now()
-        self._closed = True
-        if self._phase is PoolPhase.CREATED or self._loop_thread == -1:
-            return self._finish_shutdown(start, PoolPhase.DRAINING, reason, [])
-        self._set_phase(PoolPhase.DRAINING, reason)
-        self._emit(
-            ev.ShutdownStarted, grace=grace, cancel_grace=cancel_grace, drain=drain, reason=reason
-        )
-        live = list(self._live.values())
-        while self._putters:
-            self._wake_putter()  # they find the pool closed and raise PoolClosed
-        if not drain:
-            self._hand_back_queued()
-        ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"{self._name}-ticks")
-        try:
-            reached = PoolPhase.DRAINING
-            if self._paused and drain:
-                self._unpause()
-            if not self._escalations:
-                await self._wait_settled(grace)
-            if self._queued or self._running:
-                reached = PoolPhase.CANCELLING
-                self._set_phase(PoolPhase.CANCELLING)
-                self._hand_back_queued()
-                for worker in list(self._workers.values()):
-                    if worker.job is not None:
-                        self._request_cancel(worker, worker.job, "shutdown")
-                if self._escalations < 2:
-                    await self._wait_settled(min(cancel_grace, self._shutdown_cancel_grace))
-            if self._running:
-                reached = PoolPhase.FORCING
-                self._set_phase(PoolPhase.FORCING)
-                for worker in list(self._workers.values()):
-                    if worker.job is not None:
-                        self._abandon(worker, worker.job)
-            await self._stop_workers()
-        finally:
-            ticker.cancel()
-        return self._finish_shutdown(start, reached, reason, live)
-
-    async def _tick(self) -> None:
-        while True:
-            await sleep(self._clock, TICK_INTERVAL)
-            deadline = self._phase_deadline
-            remaining = 0.0 if deadline is None else max(0.0, deadline - self._now())
-            self._emit(
-                ev.ShutdownTick,
-                phase=self._phase,
-                remaining=remaining,
-                running=self._running,
-                queued=self._queued,
-            )
+        return await shutdown.wait()
 
     def _hand_back_queued(self) -> None:
         now = self._now()
-        for handle in list(self._live.values()):
-            if handle._state is _QUEUED:
-                self._cancel_queued(handle, now)
-
-    async def _stop_workers(self) -> None:
-        self._stopping_workers = True
-        for timer in self._restart_timers.values():
-            timer.cancel()
-        self._restart_timers.clear()
-        tasks = []
-        for worker in list(self._workers.values()):
-            if worker.status is WorkerState.RESTARTING:
-                worker.status = WorkerState.STOPPED
-                self._emit(ev.WorkerStopped, worker_id=worker.id)
-            elif worker.task is not None and worker.status is None and not worker.detached:
-                if not worker.ready.done():
-                    # Still starting (a child loading the handler): it holds no
-                    # job, and must not hold the shutdown either.
-                    worker.task.cancel()
-                tasks.append(worker.task)
-        while self._idle:
-            wake = self._idle.popleft().wake
-            if wake is not None and not wake.done():
-                wake.set_result(None)
-        if tasks:
-            # Every one of them is idle (no job is running now), so each exits
-            # at its next step.
-            await asyncio.wait(tasks)
-
-    def _finish_shutdown(
-        self, start: float, reached: PoolPhase, reason: str | None, live: list[JobHandle]
-    ) -> ShutdownReport:
-        finished: list[str] = []
-        cancelled: list[Job] = []
-        not_started: list[Job] = []
-        abandoned: list[Job] = []
-        for handle in live:
-            state = handle._state
-            if state is JobState.CANCELLED:
-                (cancelled if handle._cancelled_running else not_started).append(handle.job)
-            elif state is JobState.ABANDONED:
-                abandoned.append(handle.job)
-            else:
-                finished.append(handle.job.id)
-        failed = reason is not None
-        report = ShutdownReport(
-            finished=tuple(finished),
-            cancelled=tuple(j.id for j in cancelled),
-            not_started=tuple(j.id for j in not_started),
-            abandoned=tuple(j.id for j in abandoned),
-            unfinished=tuple(cancelled + not_started + abandoned),
-            duration=self._now() - start,
-            phase_reached=reached,
-            reason=reason,
-            failed=failed,
-        )
-        self._report = report
-        final = PoolPhase.FAILED if failed else PoolPhase.STOPPED
-        self._set_phase(final, reason)
-        self._emit(
-            ev.PoolStopped,
-            phase=final,
-            phase_reached=reached,
-            finished=len(report.finished),
-            cancelled=len(report.cancelled),
-            not_started=len(report.not_started),
-            abandoned=len(report.abandoned),
-            duration=report.duration,
-            reason=reason,
-        )
-        self._bus.close()
-        return report
+        for record in self._ledger.live():
+            if record.state is _QUEUED:
+                self._cancel_queued(record, now)
 
     async def wait_stopped(self) -> ShutdownReport:
         """Wait until a shutdown (requested or escalated) has finished, and return its report.
@@ -1427,19 +676,17 @@ class Pool:
         Raises:
             PoolError: No shutdown has begun.
         """
-        if self._report is not None:
-            return self._report
-        if self._shutdown_task is None:
+        if not self._shutdown.begun:
             raise PoolError(
                 f"cannot wait for the stop: pool is {self._phase.value}, no shutdown began"
             )
-        return await asyncio.shield(self._shutdown_task)
+        return await self._shutdown.wait()
 
     # --- dead letters -------------------------------------------------------
 
     def dead_letters(self) -> tuple[DeadLetter, ...]:
         """The failed jobs kept, oldest first."""
-        return tuple(self._dead)
+        return self._ledger.dead_letters()
 
     async def resubmit(self, job_id: str, *, timeout: float | None = None) -> JobHandle:  # noqa: ASYNC109
         """Submit a dead letter's job again (its attempts start over) and remove it.
@@ -1453,14 +700,11 @@ class Pool:
             ValueError: No dead letter has that id.
             PoolClosed, QueueFull: As :meth:`submit`.
         """
-        for letter in self._dead:
-            if letter.job.id == job_id:
-                break
-        else:
+        letter = self._ledger.dead_letter(job_id)
+        if letter is None:
             raise ValueError(f"no dead letter with id {job_id!r}")
         handle = await self.submit(letter.job, timeout=timeout)
-        if letter in self._dead:
-            self._dead.remove(letter)
+        self._ledger.forget_dead_letter(letter)
         return handle
 
     # --- serving ------------------------------------------------------------
@@ -1512,106 +756,135 @@ class Pool:
         ``maxsize`` events behind misses the rest, is told how many with an
         ``EventsDropped``, and should resync from :meth:`snapshot`.
         """
-        _check_int("maxsize", maxsize, 1)
+        check_int("maxsize", maxsize, 1)
         return self._bus.subscribe(maxsize)
 
     def stats(self) -> PoolStats:
         """The pool's figures now (see :class:`PoolStats` for their exact meaning)."""
         now = self._now()
-        queue = self._queue
-        while queue and queue[0]._state is not _QUEUED:
-            queue.popleft()
-        oldest = now - queue[0]._queued_at if queue else 0.0
+        # The oldest ready job; cancelled ones wait in the deque to be skipped.
+        oldest = self._queue.oldest_wait(now)
+        ledger = self._ledger
         return PoolStats(
-            submitted=self._submitted,
-            rejected=self._rejected,
-            queued=self._queued,
-            running=self._running,
-            succeeded=self._succeeded,
-            failed=self._failed,
-            timed_out=self._timed_out,
-            cancelled=self._cancelled,
-            abandoned=self._abandoned,
-            retried=self._retried,
-            restarts=self._restarts,
-            workers=sum(1 for w in self._workers.values() if w.status not in _GONE),
-            target_workers=self._target,
-            busy_workers=self._running,
-            retiring_workers=self._retiring,
+            submitted=ledger.submitted,
+            rejected=ledger.rejected,
+            queued=ledger.queued,
+            running=ledger.running,
+            succeeded=ledger.succeeded,
+            failed=ledger.failed,
+            timed_out=ledger.timed_out,
+            cancelled=ledger.cancelled,
+            abandoned=ledger.abandoned,
+            retried=ledger.retried,
+            restarts=self._supervisor.restarts,
+            workers=self._supervisor.live_count(),
+            target_workers=self._supervisor.target,
+            busy_workers=ledger.running,
+            retiring_workers=self._supervisor.retiring,
             queue_capacity=self._queue_size,
             oldest_queued_age=oldest,
-            run_time=self._run_times.percentiles(),
-            queue_wait=self._waits.percentiles(),
-            throughput=self._throughput.rate(now),
-            dead_letters=len(self._dead),
+            run_time=ledger.run_times.percentiles(),
+            queue_wait=ledger.waits.percentiles(),
+            throughput=ledger.throughput(now),
+            dead_letters=len(ledger.dead_letters()),
         )
 
     def snapshot(self) -> PoolSnapshot:
         """Everything at once, consistent with the events up to its ``seq``."""
-        workers = sorted(self._workers.values(), key=lambda w: (len(w.id), w.id))
         return PoolSnapshot(
             phase=self._phase,
             seq=self._bus.seq,
             at=self._now(),
             stats=self.stats(),
-            workers=tuple(w.info() for w in workers),
-            phase_deadline=self._phase_deadline,
+            workers=self._supervisor.infos(),
+            phase_deadline=self._shutdown.deadline,
             started_at=self._started_at,
         )
 
     def job(self, job_id: str) -> JobHandle | None:
         """The handle of a live (queued or running) job, or None."""
-        return self._live.get(job_id)
-
-    def _emit(self, cls: type[ev.Event], at: float | None = None, **fields: Any) -> None:
-        bus = self._bus
-        if bus.room:
-            bus.seq += 1
-            event: ev.PoolEvent = cls(seq=bus.seq, at=self._now() if at is None else at, **fields)  # type: ignore[assignment]
-            bus.publish(event)
-        elif bus._subs:
-            bus.skip(self._now() if at is None else at)
+        record = self._ledger.get(job_id)
+        return None if record is None else record.handle
 
     def __repr__(self) -> str:
         return (
             f"<Pool {self._name!r} [{self._phase.value}] "
-            f"workers={len(self._workers)}/{self._target} "
-            f"queued={self._queued} running={self._running}>"
+            f"workers={len(self._supervisor)}/{self._supervisor.target} "
+            f"queued={self._ledger.queued} running={self._ledger.running}>"
         )
 
 
-def _runner_kind(handler: object, runner: str | None) -> str:
-    """How ``handler`` runs; ``"factory"`` when it makes its own runners."""
-    if isinstance(handler, RunnerFactory):
-        if runner is not None:
-            raise ValueError(
-                f"runner must be None for a handler with make_runner(), got {runner!r}"
-            )
-        return "factory"
-    if runner is None:
-        return "async" if _is_async(handler) else "thread"
-    if runner not in ("async", "thread", "process"):
-        raise ValueError(f"runner must be 'async', 'thread' or 'process', got {runner!r}")
-    if runner == "process":
-        if _is_async(handler):
-            raise ValueError("runner 'process' needs a plain def handler, got an async one")
-        from .process import check_picklable
+class _Port:
+    """How a pool's job contexts and handles reach it (a :class:`~pool.job.JobPort`).
 
-        check_picklable(handler)
-    return runner
+    Progress and output may be reported from a handler's thread: they hop
+    onto the pool's loop first.
+    """
+
+    __slots__ = ("_loop", "_loop_thread", "_on_output", "_on_progress", "cancel")
+
+    def __init__(
+        self,
+        on_progress: Callable[[JobRecord, int, float, str], None],
+        on_output: Callable[[JobRecord, int, str, str, int | None, str | None], None],
+        cancel: Callable[[JobRecord], bool],
+    ) -> None:
+        self._on_progress = on_progress
+        self._on_output = on_output
+        self.cancel = cancel
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = -1
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The pool runs on ``loop``, in this thread."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    def progress(self, record: JobRecord, attempt: int, fraction: float, message: str) -> None:
+        """See :meth:`JobPort.progress`."""
+        self._call(self._on_progress, record, attempt, fraction, message)
+
+    def output(
+        self,
+        record: JobRecord,
+        attempt: int,
+        worker_id: str,
+        output: str,
+        exit_code: int | None,
+        path: str | None,
+    ) -> None:
+        """See :meth:`JobPort.output`."""
+        self._call(self._on_output, record, attempt, worker_id, output, exit_code, path)
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+            return
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            return  # the loop has closed: the pool is gone, and so is anyone to tell
 
 
-def _is_async(handler: object) -> bool:
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
-    return inspect.iscoroutinefunction(call)
+class _Host:
+    """What a pool's shutdown asks of it (a :class:`~pool.shutdown.ShutdownHost`)."""
 
+    __slots__ = ("abandon", "cancel_running", "hand_back_queued", "phase", "set_phase", "started")
 
-def _set_none(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _id(handle: JobHandle | None) -> str | None:
-    return handle.job.id if handle is not None else None
+    def __init__(
+        self,
+        *,
+        started: Callable[[], bool],
+        phase: Callable[[], PoolPhase],
+        set_phase: Callable[[PoolPhase, str | None], None],
+        hand_back_queued: Callable[[], None],
+        cancel_running: Callable[[Worker, JobRecord], None],
+        abandon: Callable[[Worker, JobRecord], None],
+    ) -> None:
+        self.started = started
+        self.phase = phase
+        self.set_phase = set_phase
+        self.hand_back_queued = hand_back_queued
+        self.cancel_running = cancel_running
+        self.abandon = abandon

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .job import JobHandle
+from .job import JobRecord
 from .runners import CoroutineRunner, Runner
 
 if TYPE_CHECKING:
     from .clock import Timer
-    from .pool import Pool
+    from .job import JobContext
 
 __all__ = ("Worker", "WorkerInfo", "WorkerState")
+
+Take = Callable[["Worker"], Awaitable["JobRecord | None"]]
+"""The pool's way to give a worker its next job (None: exit)."""
+Begin = Callable[["Worker", JobRecord], "JobContext"]
+"""The pool's way to start an attempt on a worker."""
+End = Callable[["Worker", JobRecord, object, "BaseException | None"], None]
+"""The pool's way to account for an attempt's end."""
 
 
 class WorkerState(enum.Enum):
@@ -71,6 +79,7 @@ class Worker:
     """
 
     __slots__ = (
+        "_fate",
         "abandon_timer",
         "cancels",
         "deadline_timer",
@@ -83,7 +92,6 @@ class Worker:
         "restarts",
         "retiring",
         "runner",
-        "status",
         "task",
         "wake",
     )
@@ -102,14 +110,14 @@ class Worker:
         self.runner = runner
         self.ready = ready
         self.task: asyncio.Task[None] | None = None
-        self.job: JobHandle | None = None
-        self.wake: asyncio.Future[JobHandle | None] | None = None
+        self.job: JobRecord | None = None
+        self.wake: asyncio.Future[JobRecord | None] | None = None
         self.deadline_timer: Timer | None = None
         self.abandon_timer: Timer | None = None
         self.cancels = 0
         self.retiring = False
         self.detached = False
-        self.status: WorkerState | None = None
+        self._fate: WorkerState | None = None  # restarting, stopped or crashed: no loop runs
         self.restarts = restarts
         self.jobs_done = jobs_done
         self.jobs_failed = jobs_failed
@@ -117,22 +125,39 @@ class Worker:
     @property
     def state(self) -> WorkerState:
         """The slot's state, as the dashboard shows it."""
-        if self.status is not None:
-            return self.status
+        if self._fate is not None:
+            return self._fate
         if self.retiring:
             return WorkerState.RETIRING
         return WorkerState.BUSY if self.job is not None else WorkerState.IDLE
 
+    @property
+    def live(self) -> bool:
+        """Whether its loop runs (it is idle, busy or retiring)."""
+        return self._fate is None
+
+    def stop(self) -> None:
+        """It exited (or will not restart) because the pool stops or shrinks."""
+        self._fate = WorkerState.STOPPED
+
+    def give_up(self) -> None:
+        """It crashed and will not be restarted."""
+        self._fate = WorkerState.CRASHED
+
+    def wait_restart(self) -> None:
+        """It crashed and waits out its backoff before a new worker takes its slot."""
+        self._fate = WorkerState.RESTARTING
+
     def info(self) -> WorkerInfo:
         """This worker as a frozen record."""
         job = self.job
-        progress = job._progress if job is not None else None
+        progress = job.progress if job is not None else None
         return WorkerInfo(
             id=self.id,
             state=self.state,
             job_id=job.job.id if job is not None else None,
-            job_started_at=job._started_at if job is not None else None,
-            attempt=job._attempt if job is not None else None,
+            job_started_at=job.started_at if job is not None else None,
+            attempt=job.attempt if job is not None else None,
             progress=progress[0] if progress is not None else None,
             progress_message=progress[1] if progress is not None else "",
             jobs_done=self.jobs_done,
@@ -162,19 +187,22 @@ class Worker:
             task.uncancel()
         return task.cancelling() > 0
 
-    async def run(self, pool: Pool) -> None:
-        """Take jobs and run them until retired, stopped or detached."""
+    async def run(self, take: Take, begin: Begin, end: End) -> None:
+        """Take jobs and run them until retired, stopped or detached.
+
+        The pool says how: ``take(worker)`` is the next job (None: exit),
+        ``begin(worker, job)`` starts an attempt and gives its context, and
+        ``end(worker, job, result, exc)`` accounts for the attempt's end.
+        """
         # An async handler is awaited directly: one coroutine frame less per job.
         run = runner.fn if isinstance(runner := self.runner, CoroutineRunner) else runner.run
-        begin = pool._begin_job
-        end = pool._end_job
         # Not ``self.task``: under an eager task factory this runs inside
         # ``create_task``, before the pool has been handed the task.
         task = self.task = asyncio.current_task()
         assert task is not None
         await runner.wait_ready()  # a child process loads the handler first
         while True:
-            handle = await pool._take(self)
+            handle = await take(self)
             if handle is None:
                 return
             ctx = begin(self, handle)

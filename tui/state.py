@@ -12,7 +12,7 @@ import enum
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, assert_never
+from typing import Any, ClassVar, NamedTuple
 
 from pool import PoolPhase, PoolSnapshot, WorkerState, events
 from pool.stats import LatencyWindow, Percentiles
@@ -330,203 +330,259 @@ class DashboardState:
             True if the batch had a gap and the caller must :meth:`resync`.
         """
         gap = False
-        fast = _FAST_FOLDS
+        folds = self._FOLDS
         for event in batch:
-            if isinstance(event, events.EventsDropped):
+            if type(event) is events.EventsDropped:
                 self.missed += event.missed
                 gap = True
             elif event.seq > self.seq:
-                # The per-job events are most of any batch: they skip the match.
-                fold = fast.get(type(event))
-                if fold is None:
-                    self.apply(event)
-                else:
-                    self.seq = event.seq
-                    if event.at > self.now:
-                        self.now = event.at
-                    fold(self, event)
+                self.seq = event.seq
+                if event.at > self.now:
+                    self.now = event.at
+                folds[type(event)](self, event)
         return gap
 
     def apply(self, event: events.PoolEvent) -> None:
         """Fold one event into the state."""
         self.seq = max(self.seq, event.seq)
         self.now = max(self.now, event.at)
-        match event:
-            case events.JobSubmitted():
-                _submitted(self, event)
-            case events.JobRejected(job_id=job_id, at=at):
-                self.submitted += 1
-                self.rejected += 1
-                self._add_log(LogEntry(at, job_id, None, Outcome.REJECTED, None, event.reason))
-            case events.JobStarted():
-                _started(self, event)
-            case events.JobProgressed(worker_id=worker_id):
-                view = self.worker(worker_id)
-                if view.job_id == event.job_id:
-                    view.progress = event.fraction
-                    view.progress_message = event.message
-            case events.JobSucceeded():
-                _succeeded(self, event)
-            case events.JobRetryScheduled(worker_id=worker_id, at=at):
-                self._attempt_ended(worker_id, event.job_id, at, event.duration)
-                self.worker(worker_id).jobs_failed += 1
-                self.queued += 1
-                self.retried += 1
-                self._queued_since[event.job_id] = at + event.delay
-                self._add_log(
-                    LogEntry(
-                        at,
-                        event.job_id,
-                        worker_id,
-                        Outcome.RETRYING,
-                        event.duration,
-                        event.error.short(),
-                        self.labels.get(event.job_id, ""),
-                    )
-                )
-            case events.JobFailed(worker_id=worker_id, at=at):
-                self._attempt_ended(worker_id, event.job_id, at, event.duration)
-                self.worker(worker_id).jobs_failed += 1
-                self.failed += 1
-                self._count_end(at)
-                self._add_log(
-                    LogEntry(
-                        at,
-                        event.job_id,
-                        worker_id,
-                        Outcome.FAILED,
-                        event.duration,
-                        event.error.short(),
-                        self.labels.pop(event.job_id, ""),
-                    )
-                )
-            case events.JobOutputCaptured(job_id=job_id):
-                outputs = self.outputs
-                outputs.pop(job_id, None)
-                outputs[job_id] = event
-                if len(outputs) > LOG_LIMIT:
-                    outputs.popitem(last=False)
-            case events.JobCancelRequested(worker_id=worker_id):
-                view = self.worker(worker_id)
-                if view.job_id == event.job_id:
-                    view.cancelling = True
-            case events.JobTimedOut(worker_id=worker_id, at=at):
-                self._attempt_ended(worker_id, event.job_id, at, event.duration)
-                self.worker(worker_id).jobs_failed += 1
-                self.timed_out += 1
-                self._count_end(at)
-                self._add_log(
-                    LogEntry(
-                        at,
-                        event.job_id,
-                        worker_id,
-                        Outcome.TIMED_OUT,
-                        event.duration,
-                        label=self.labels.pop(event.job_id, ""),
-                    )
-                )
-            case events.JobCancelled(worker_id=worker_id, at=at):
-                if event.started and worker_id is not None:
-                    self._attempt_ended(worker_id, event.job_id, at, None)
-                else:
-                    self.queued -= 1
-                    self._queued_since.pop(event.job_id, None)
-                self.cancelled += 1
-                # Not counted in the throughput: jobs/s is of jobs that ran to an end.
-                self._add_log(
-                    LogEntry(
-                        at,
-                        event.job_id,
-                        worker_id,
-                        Outcome.CANCELLED,
-                        None,
-                        label=self.labels.pop(event.job_id, ""),
-                    )
-                )
-            case events.JobAbandoned(worker_id=worker_id, at=at):
-                self._attempt_ended(worker_id, event.job_id, at, event.duration)
-                self.abandoned += 1
-                self._add_log(
-                    LogEntry(
-                        at,
-                        event.job_id,
-                        worker_id,
-                        Outcome.ABANDONED,
-                        event.duration,
-                        label=self.labels.pop(event.job_id, ""),
-                    )
-                )
-            case events.WorkerStarted(worker_id=worker_id, at=at):
-                self.worker(worker_id).set_state(WorkerState.IDLE, at)
-            case events.WorkerRetireRequested(worker_id=worker_id, at=at):
-                self.worker(worker_id).set_state(WorkerState.RETIRING, at)
-            case events.WorkerStopped(worker_id=worker_id, at=at):
-                view = self.worker(worker_id)
-                if self.phase.is_shutting_down:
-                    view.set_state(WorkerState.STOPPED, at)
-                else:
-                    self.workers.pop(worker_id, None)  # retired by a resize
-            case events.WorkerCrashed(worker_id=worker_id, at=at):
-                view = self.worker(worker_id)
-                view.clear_job()
-                if event.restart_in is not None:
-                    view.set_state(WorkerState.RESTARTING, at)
-                elif view.state is not WorkerState.RETIRING:
-                    # Not restarted: given up on, or (a WorkerStopped follows) stopped.
-                    view.set_state(WorkerState.CRASHED, at)
-            case events.WorkerRestarted(worker_id=worker_id, at=at):
-                view = self.worker(worker_id)
-                view.restarts = event.restarts
-                view.clear_job()
-                view.set_state(WorkerState.IDLE, at)
-                self.restarts += 1
-            case events.WorkerReplaced(worker_id=worker_id, at=at):
-                view = self.worker(worker_id)
-                view.clear_job()
-                view.set_state(WorkerState.IDLE, at)
-            case events.PhaseChanged(phase=phase, at=at):
-                self.phase = phase
-                if phase is PoolPhase.RUNNING and self.started_at is None:
-                    self.started_at = at
-                if self.shutdown is not None and phase in _TIMED_PHASES:
-                    self.shutdown.phase = phase
-            case events.PoolResized(target=target):
-                self.target_workers = target
-            case events.ShutdownStarted(at=at):
-                self.shutdown = ShutdownView(
-                    started_at=at,
-                    grace=event.grace,
-                    cancel_grace=event.cancel_grace,
-                    drain=event.drain,
-                    remaining=event.grace,
-                    phase_length=event.grace,
-                    running=self.running,
-                    queued=self.queued,
-                    reason=event.reason,
-                )
-            case events.ShutdownTick(phase=phase):
-                view_ = self.shutdown
-                if view_ is not None:
-                    if phase is not view_.phase:
-                        view_.phase = phase
-                    if phase is PoolPhase.CANCELLING:
-                        view_.phase_length = view_.cancel_grace
-                    view_.remaining = event.remaining
-                    view_.running = event.running
-                    view_.queued = event.queued
-            case events.PoolStopped():
-                if self.shutdown is None:
-                    self.shutdown = ShutdownView(event.at, 0.0, 0.0, drain=True)
-                self.shutdown.stopped = event
-                self.stopped_at = event.at
-                self.shutdown.remaining = 0.0
-                self.shutdown.running = 0
-                self.shutdown.queued = 0
-                self.phase = event.phase
-            case events.EventsDropped():
-                self.missed += event.missed
-            case _:
-                assert_never(event)
+        self._FOLDS[type(event)](self, event)
+
+    # One small function per kind of event, in the table below. The per-job
+    # ones (submitted, started, succeeded) are written for speed: thousands
+    # run per frame.
+
+    def _on_job_submitted(self, event: events.JobSubmitted) -> None:
+        self.submitted += 1
+        self.queued += 1
+        self._queued_since[event.job_id] = event.at
+        if event.label:
+            self.labels[event.job_id] = event.label
+
+    def _on_job_rejected(self, event: events.JobRejected) -> None:
+        self.submitted += 1
+        self.rejected += 1
+        self._add_log(LogEntry(event.at, event.job_id, None, Outcome.REJECTED, None, event.reason))
+
+    def _on_job_started(self, event: events.JobStarted) -> None:
+        self.queued -= 1
+        self.running += 1
+        if self._queued_since.pop(event.job_id, None) is None:
+            # A job from before a resync: the age it stood for is stale now.
+            self._queued_since.pop(_RESYNCED, None)
+        self.waits.add(event.waited)
+        view = self.worker(event.worker_id)
+        view.clear_job()
+        view.job_id = event.job_id
+        view.label = self.labels.get(event.job_id, "")
+        view.job_started_at = event.at
+        view.attempt = event.attempt
+        if view.state is not WorkerState.RETIRING:
+            view.set_state(WorkerState.BUSY, event.at)
+
+    def _on_job_progressed(self, event: events.JobProgressed) -> None:
+        view = self.worker(event.worker_id)
+        if view.job_id == event.job_id:
+            view.progress = event.fraction
+            view.progress_message = event.message
+
+    def _on_job_succeeded(self, event: events.JobSucceeded) -> None:
+        self._attempt_ended(event.worker_id, event.job_id, event.at, event.duration)
+        self.succeeded += 1
+        self.worker(event.worker_id).jobs_done += 1
+        self._count_end(event.at)
+        label = self.labels.pop(event.job_id, "") if self.labels else ""
+        self._add_log(
+            LogEntry(
+                event.at,
+                event.job_id,
+                event.worker_id,
+                Outcome.SUCCEEDED,
+                event.duration,
+                "",
+                label,
+            )
+        )
+
+    def _on_job_retry_scheduled(self, event: events.JobRetryScheduled) -> None:
+        self._attempt_ended(event.worker_id, event.job_id, event.at, event.duration)
+        self.worker(event.worker_id).jobs_failed += 1
+        self.queued += 1
+        self.retried += 1
+        self._queued_since[event.job_id] = event.at + event.delay
+        label = self.labels.get(event.job_id, "")
+        self._log_attempt(event, Outcome.RETRYING, event.error.short(), label)
+
+    def _on_job_failed(self, event: events.JobFailed) -> None:
+        self._attempt_ended(event.worker_id, event.job_id, event.at, event.duration)
+        self.worker(event.worker_id).jobs_failed += 1
+        self.failed += 1
+        self._count_end(event.at)
+        label = self.labels.pop(event.job_id, "")
+        self._log_attempt(event, Outcome.FAILED, event.error.short(), label)
+
+    def _on_job_output_captured(self, event: events.JobOutputCaptured) -> None:
+        outputs = self.outputs
+        outputs.pop(event.job_id, None)
+        outputs[event.job_id] = event
+        if len(outputs) > LOG_LIMIT:
+            outputs.popitem(last=False)
+
+    def _on_job_cancel_requested(self, event: events.JobCancelRequested) -> None:
+        view = self.worker(event.worker_id)
+        if view.job_id == event.job_id:
+            view.cancelling = True
+
+    def _on_job_timed_out(self, event: events.JobTimedOut) -> None:
+        self._attempt_ended(event.worker_id, event.job_id, event.at, event.duration)
+        self.worker(event.worker_id).jobs_failed += 1
+        self.timed_out += 1
+        self._count_end(event.at)
+        label = self.labels.pop(event.job_id, "")
+        self._log_attempt(event, Outcome.TIMED_OUT, "", label)
+
+    def _on_job_cancelled(self, event: events.JobCancelled) -> None:
+        worker_id = event.worker_id
+        if event.started and worker_id is not None:
+            self._attempt_ended(worker_id, event.job_id, event.at, None)
+        else:
+            self.queued -= 1
+            self._queued_since.pop(event.job_id, None)
+        self.cancelled += 1
+        # Not counted in the throughput: jobs/s is of jobs that ran to an end.
+        label = self.labels.pop(event.job_id, "")
+        self._add_log(
+            LogEntry(event.at, event.job_id, worker_id, Outcome.CANCELLED, None, label=label)
+        )
+
+    def _on_job_abandoned(self, event: events.JobAbandoned) -> None:
+        self._attempt_ended(event.worker_id, event.job_id, event.at, event.duration)
+        self.abandoned += 1
+        label = self.labels.pop(event.job_id, "")
+        self._log_attempt(event, Outcome.ABANDONED, "", label)
+
+    def _on_worker_started(self, event: events.WorkerStarted) -> None:
+        self.worker(event.worker_id).set_state(WorkerState.IDLE, event.at)
+
+    def _on_worker_retire_requested(self, event: events.WorkerRetireRequested) -> None:
+        self.worker(event.worker_id).set_state(WorkerState.RETIRING, event.at)
+
+    def _on_worker_stopped(self, event: events.WorkerStopped) -> None:
+        view = self.worker(event.worker_id)
+        if self.phase.is_shutting_down:
+            view.set_state(WorkerState.STOPPED, event.at)
+        else:
+            self.workers.pop(event.worker_id, None)  # retired by a resize
+
+    def _on_worker_crashed(self, event: events.WorkerCrashed) -> None:
+        view = self.worker(event.worker_id)
+        view.clear_job()
+        if event.restart_in is not None:
+            view.set_state(WorkerState.RESTARTING, event.at)
+        elif view.state is not WorkerState.RETIRING:
+            # Not restarted: given up on, or (a WorkerStopped follows) stopped.
+            view.set_state(WorkerState.CRASHED, event.at)
+
+    def _on_worker_restarted(self, event: events.WorkerRestarted) -> None:
+        view = self.worker(event.worker_id)
+        view.restarts = event.restarts
+        view.clear_job()
+        view.set_state(WorkerState.IDLE, event.at)
+        self.restarts += 1
+
+    def _on_worker_replaced(self, event: events.WorkerReplaced) -> None:
+        view = self.worker(event.worker_id)
+        view.clear_job()
+        view.set_state(WorkerState.IDLE, event.at)
+
+    def _on_phase_changed(self, event: events.PhaseChanged) -> None:
+        phase = self.phase = event.phase
+        if phase is PoolPhase.RUNNING and self.started_at is None:
+            self.started_at = event.at
+        if self.shutdown is not None and phase in _TIMED_PHASES:
+            self.shutdown.phase = phase
+
+    def _on_pool_resized(self, event: events.PoolResized) -> None:
+        self.target_workers = event.target
+
+    def _on_shutdown_started(self, event: events.ShutdownStarted) -> None:
+        self.shutdown = ShutdownView(
+            started_at=event.at,
+            grace=event.grace,
+            cancel_grace=event.cancel_grace,
+            drain=event.drain,
+            remaining=event.grace,
+            phase_length=event.grace,
+            running=self.running,
+            queued=self.queued,
+            reason=event.reason,
+        )
+
+    def _on_shutdown_tick(self, event: events.ShutdownTick) -> None:
+        view = self.shutdown
+        if view is None:
+            return
+        view.phase = event.phase
+        if event.phase is PoolPhase.CANCELLING:
+            view.phase_length = view.cancel_grace
+        view.remaining = event.remaining
+        view.running = event.running
+        view.queued = event.queued
+
+    def _on_pool_stopped(self, event: events.PoolStopped) -> None:
+        if self.shutdown is None:
+            self.shutdown = ShutdownView(event.at, 0.0, 0.0, drain=True)
+        self.shutdown.stopped = event
+        self.stopped_at = event.at
+        self.shutdown.remaining = 0.0
+        self.shutdown.running = 0
+        self.shutdown.queued = 0
+        self.phase = event.phase
+
+    def _on_events_dropped(self, event: events.EventsDropped) -> None:
+        self.missed += event.missed
+
+    _FOLDS: ClassVar[dict[type[Any], Callable[[DashboardState, Any], None]]] = {
+        events.JobSubmitted: _on_job_submitted,
+        events.JobRejected: _on_job_rejected,
+        events.JobStarted: _on_job_started,
+        events.JobProgressed: _on_job_progressed,
+        events.JobSucceeded: _on_job_succeeded,
+        events.JobRetryScheduled: _on_job_retry_scheduled,
+        events.JobFailed: _on_job_failed,
+        events.JobOutputCaptured: _on_job_output_captured,
+        events.JobCancelRequested: _on_job_cancel_requested,
+        events.JobTimedOut: _on_job_timed_out,
+        events.JobCancelled: _on_job_cancelled,
+        events.JobAbandoned: _on_job_abandoned,
+        events.WorkerStarted: _on_worker_started,
+        events.WorkerRetireRequested: _on_worker_retire_requested,
+        events.WorkerStopped: _on_worker_stopped,
+        events.WorkerCrashed: _on_worker_crashed,
+        events.WorkerRestarted: _on_worker_restarted,
+        events.WorkerReplaced: _on_worker_replaced,
+        events.PhaseChanged: _on_phase_changed,
+        events.PoolResized: _on_pool_resized,
+        events.ShutdownStarted: _on_shutdown_started,
+        events.ShutdownTick: _on_shutdown_tick,
+        events.PoolStopped: _on_pool_stopped,
+        events.EventsDropped: _on_events_dropped,
+    }
+    """How each kind of event is folded: the one table, one small function each."""
+
+    def _log_attempt(
+        self,
+        event: events.JobRetryScheduled
+        | events.JobFailed
+        | events.JobTimedOut
+        | events.JobAbandoned,
+        outcome: Outcome,
+        error: str,
+        label: str,
+    ) -> None:
+        self._add_log(
+            LogEntry(event.at, event.job_id, event.worker_id, outcome, event.duration, error, label)
+        )
 
     def _attempt_ended(
         self, worker_id: str, job_id: str, at: float, duration: float | None
@@ -603,55 +659,6 @@ class DashboardState:
         state = cls()
         state.resync(snapshot)
         return state
-
-
-# The folds of the events every job makes, shared by ``apply`` and the fast
-# path of ``apply_all``, and written for speed: thousands run per frame.
-
-
-def _submitted(state: DashboardState, event: events.JobSubmitted) -> None:
-    state.submitted += 1
-    state.queued += 1
-    state._queued_since[event.job_id] = event.at
-    if event.label:
-        state.labels[event.job_id] = event.label
-
-
-def _started(state: DashboardState, event: events.JobStarted) -> None:
-    state.queued -= 1
-    state.running += 1
-    if state._queued_since.pop(event.job_id, None) is None:
-        # A job from before a resync: the age it stood for is stale now.
-        state._queued_since.pop(_RESYNCED, None)
-    state.waits.add(event.waited)
-    view = state.worker(event.worker_id)
-    view.clear_job()
-    view.job_id = event.job_id
-    view.label = state.labels.get(event.job_id, "")
-    view.job_started_at = event.at
-    view.attempt = event.attempt
-    if view.state is not WorkerState.RETIRING:
-        view.set_state(WorkerState.BUSY, event.at)
-
-
-def _succeeded(state: DashboardState, event: events.JobSucceeded) -> None:
-    state._attempt_ended(event.worker_id, event.job_id, event.at, event.duration)
-    state.succeeded += 1
-    state.worker(event.worker_id).jobs_done += 1
-    state._count_end(event.at)
-    label = state.labels.pop(event.job_id, "") if state.labels else ""
-    state._add_log(
-        LogEntry(
-            event.at, event.job_id, event.worker_id, Outcome.SUCCEEDED, event.duration, "", label
-        )
-    )
-
-
-_FAST_FOLDS: dict[type[Any], Callable[[DashboardState, Any], None]] = {
-    events.JobSubmitted: _submitted,
-    events.JobStarted: _started,
-    events.JobSucceeded: _succeeded,
-}
 
 
 def _zeros(n: int) -> deque[int]:

@@ -13,25 +13,26 @@ from tests.helpers import settle
 
 
 class Feed:
-    """Publishes events with increasing ``seq`` (1, 2, ...) on a bus."""
+    """Emits events on a bus (``seq`` 1, 2, ...), and says what each one is."""
 
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
-        self.seq = 0
 
-    def event(self) -> ev.PoolEvent:
-        self.seq += 1
-        return ev.WorkerStarted(seq=self.seq, at=100.0 + self.seq, worker_id=f"w{self.seq}")
+    @property
+    def seq(self) -> int:
+        return self.bus.seq
 
     def publish(self, count: int = 1) -> list[ev.PoolEvent]:
-        out = [self.event() for _ in range(count)]
-        for event in out:
-            self.bus.publish(event)
+        out: list[ev.PoolEvent] = []
+        for _ in range(count):
+            seq = self.bus.seq + 1
+            out.append(ev.WorkerStarted(seq=seq, at=100.0 + seq, worker_id=f"w{seq}"))
+            self.bus.emit(ev.WorkerStarted, 100.0 + seq, f"w{seq}")
         return out
 
 
 class Source:
-    """Publishes as the pool does: builds an event only while the bus has room, else skips."""
+    """Emits as the pool does, counting the events built (only while the bus has room)."""
 
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
@@ -40,12 +41,8 @@ class Source:
     def publish(self, count: int = 1) -> None:
         bus = self.bus
         for _ in range(count):
-            if bus.room:
-                bus.seq += 1
-                self.built += 1
-                bus.publish(ev.WorkerStarted(seq=bus.seq, at=100.0 + bus.seq, worker_id="w"))
-            elif bus.active:
-                bus.skip(100.0 + bus.seq + 1)
+            self.built += bus.room
+            bus.emit_named(ev.WorkerStarted, 100.0 + bus.seq + 1, worker_id="w")
 
 
 def dropped(seq: int, missed: int) -> ev.EventsDropped:

@@ -400,6 +400,25 @@ class TestOutcomes:
         assert pool.stats().timed_out == 1
         await finish(pool, clock)
 
+    async def test_a_timed_out_job_is_kept_as_a_dead_letter(self, clock: ManualClock) -> None:
+        pool = make(Script(), clock)
+        await pool.start()
+        handle = pool.submit_nowait(Job(payload=b"hold", id="slow", timeout=1.0))
+        await run_started(pool, handle)
+        await clock.advance(1.0)
+        with pytest.raises(JobTimeoutError):
+            await handle
+        (letter,) = pool.dead_letters()
+        assert (letter.job, letter.state, letter.error, letter.attempts, letter.at) == (
+            handle.job,
+            JobState.TIMED_OUT,
+            None,
+            1,
+            clock.now(),
+        )
+        assert pool.stats().dead_letters == 1
+        await finish(pool, clock)
+
     async def test_the_pool_default_deadline_applies(self, clock: ManualClock) -> None:
         pool = make(Script(), clock, job_timeout=1.0)
         await pool.start()
@@ -487,6 +506,38 @@ class TestOutcomes:
         gate.set()
         await handle
         await finish(pool, clock)
+
+    async def test_progress_reported_after_its_attempt_ended_is_ignored(
+        self, clock: ManualClock
+    ) -> None:
+        contexts: list[JobContext] = []
+        gate = asyncio.Event()
+
+        async def handler(job: Job, ctx: JobContext) -> None:
+            contexts.append(ctx)
+            if ctx.attempt == 1:
+                raise ValueError("first attempt")
+            await gate.wait()
+
+        pool = make(handler, clock, workers=1, retry=RetryPolicy(max_attempts=2, backoff=0.0))
+        await pool.start()
+        sub = pool.events()
+        handle = pool.submit_nowait(Job(id="r"))
+        await clock.advance(0.0)
+        await next_event(sub, events.JobRetryScheduled)
+        second = await next_event(sub, events.JobStarted)
+        assert second.attempt == 2
+        first_ctx, second_ctx = contexts
+
+        first_ctx.progress(0.9, "from the first attempt")  # while the second runs
+        assert pool.snapshot().workers[0].progress is None
+        gate.set()
+        await handle
+        second_ctx.progress(1.0, "after the end")  # the job is over
+        await finish(pool, clock)
+
+        seen = sub.drain()
+        assert not [e for e in seen if isinstance(e, events.JobProgressed)]
 
     async def test_bad_progress_is_refused(self, clock: ManualClock) -> None:
         async def handler(job: Job, ctx: JobContext) -> None:

@@ -439,7 +439,9 @@ class TestResults:
             assert 'in fail\n    raise Boom(f"job {job.id} failed on purpose")' in err.traceback
             assert "pool.process._RemoteTraceback" in err.traceback
             # The same type, and the worker goes on.
-            assert isinstance(handle._exc, Boom)
+            with pytest.raises(JobFailedError) as failed:
+                handle.result()
+            assert isinstance(failed.value.__cause__, Boom)
             assert pool.snapshot().stats.restarts == 0
 
     async def test_error_that_does_not_unpickle_becomes_a_runtime_error(self) -> None:

@@ -10,6 +10,7 @@ fold its events after each step, and check the state against
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
@@ -32,6 +33,7 @@ from pool import (
     events,
 )
 from tests.helpers import Crash, Script, release_all, settle
+from tests.pool.test_events import sample
 from tui.state import LOG_LIMIT, SPARK_SECONDS, DashboardState, LogEntry, Outcome, WorkerView
 
 ERROR = ErrorInfo(type="tests.errors.BoomError", message="boom\nsecond line", traceback="tb")
@@ -916,6 +918,20 @@ class TestApplyAll:
         assert (state.submitted, state.seq) == (2, 10)
         assert state.apply_all([events.EventsDropped(seq=12, at=4.0, missed=2)]) is True
         assert state.missed == 10
+
+    def test_every_kind_of_event_folds_the_same_one_at_a_time_and_in_a_batch(self) -> None:
+        batch = [sample(name) for name in sorted(events.EVENT_TYPES) if name != "EventsDropped"]
+        for seq, event in enumerate(batch, 1):
+            values = {name: getattr(event, name) for name in events.fields(type(event))}
+            batch[seq - 1] = type(event)(**{**values, "seq": seq})
+        one, many = DashboardState(), DashboardState()
+        for event in batch:
+            one.apply(event)
+
+        assert many.apply_all(batch) is False
+        assert (one.seq, one.now) == (many.seq, many.now) == (len(batch), max(e.at for e in batch))
+        assert re.sub(" at 0x[0-9a-f]+", "", repr(one)) == re.sub(" at 0x[0-9a-f]+", "", repr(many))
+        assert (one.run_time(), one.queue_wait()) == (many.run_time(), many.queue_wait())
 
     def test_events_the_state_already_includes_are_skipped(self) -> None:
         state = DashboardState()
