@@ -149,6 +149,8 @@ class AttachedSource(Source):
             as this clock plus the offset seen at the last snapshot.
     """
 
+    remote = True
+
     def __init__(
         self,
         endpoint: Endpoint,
@@ -215,8 +217,6 @@ class AttachedSource(Source):
     @property
     def title(self) -> str:
         return attached_title(self._pool, self.endpoint)
-
-    remote = True
 
     @property
     def status(self) -> str:
