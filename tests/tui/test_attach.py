@@ -129,17 +129,26 @@ async def test_jobs_added_from_the_dashboard_are_named_by_the_service(
     assert added == ["job-4", "job-5", "job-6"]
 
 
-async def test_a_running_job_is_cancelled_from_its_detail(
+@asynccontextmanager
+async def running_a_long_job(
     tmp_path: Path, services: list[Service]
-) -> None:
+) -> AsyncIterator[tuple[Service, WpoolApp, Pilot[int]]]:
+    """A one-worker service attached, its worker on a job of fifteen seconds."""
     service = await Service.start(tmp_path / "svc.sock", "--workers", "1", "--word-time", "5")
     services.append(service)
     source = AttachedSource(Endpoint(path=service.socket))
     await source.start()
     async with dashboard(source) as pilot:
         app = state(pilot)
-        await add_jobs(pilot, 1, "a b c")  # fifteen seconds of work
+        await add_jobs(pilot, 1, "a b c")
         await until(pilot, lambda: app.state.workers["w1"].job_id is not None, "the job running")
+        yield service, app, pilot
+
+
+async def test_a_running_job_is_cancelled_from_its_detail(
+    tmp_path: Path, services: list[Service]
+) -> None:
+    async with running_a_long_job(tmp_path, services) as (_, app, pilot):
         grid = app.query_one(WorkerGrid)
         grid.focus()
         grid.selected = "w1"
@@ -152,14 +161,7 @@ async def test_a_running_job_is_cancelled_from_its_detail(
 async def test_s_shuts_the_service_pool_down_with_its_countdown_and_s_again_skips_ahead(
     tmp_path: Path, services: list[Service]
 ) -> None:
-    service = await Service.start(tmp_path / "svc.sock", "--workers", "1", "--word-time", "5")
-    services.append(service)
-    source = AttachedSource(Endpoint(path=service.socket))
-    await source.start()
-    async with dashboard(source) as pilot:
-        app = state(pilot)
-        await add_jobs(pilot, 1, "a b c")  # fifteen seconds of work
-        await until(pilot, lambda: app.state.workers["w1"].job_id is not None, "the job running")
+    async with running_a_long_job(tmp_path, services) as (service, app, pilot):
         await pilot.press("s")
         await pilot.press("enter")  # the dialog's defaults: a graceful shutdown
         await until(pilot, lambda: app.state.phase is PoolPhase.DRAINING, "the countdown")
