@@ -217,7 +217,9 @@ class Ledger:
         self.submitted += 1
         queued = self.queued = self.queued + 1
         put(record)
-        self._bus.emit(ev.JobSubmitted, now, job.id, queued, label)
+        bus = self._bus
+        if bus.active:  # with nobody subscribed, not even the call
+            bus.emit(ev.JobSubmitted, now, job.id, queued, label)
         return record
 
     # --- queued -> running ----------------------------------------------------
@@ -234,7 +236,9 @@ class Ledger:
         record.progress = None
         waited = now - record.queued_at
         self._add_wait(waited)
-        self._bus.emit(ev.JobStarted, now, record.job.id, worker_id, attempt, waited)
+        bus = self._bus
+        if bus.active:
+            bus.emit(ev.JobStarted, now, record.job.id, worker_id, attempt, waited)
 
     def progress(
         self, record: JobRecord, attempt: int, fraction: float, message: str, now: float
@@ -282,15 +286,23 @@ class Ledger:
 
     def succeed(self, record: JobRecord, worker_id: str, result: object, now: float) -> None:
         """The attempt's handler returned."""
-        # _stop_running's work, inline: this is the path of nearly every job.
+        # _stop_running's and _end's work, inline: this is the path of nearly every job.
         self.running -= 1
         duration = now - (record.started_at or now)
         self._add_run_time(duration)
         self.succeeded += 1
         record.result = result
         record.error = record.exc = None  # an earlier attempt's error is no longer the job's
-        self._end(record, _SUCCEEDED, now)
-        self._bus.emit(ev.JobSucceeded, now, record.job.id, worker_id, record.attempt, duration)
+        record.worker = None
+        record.finish(_SUCCEEDED, now)
+        job_id = record.job.id
+        live = self._live
+        if live.get(job_id) is record:
+            del live[job_id]
+        self._count_end(now)
+        bus = self._bus
+        if bus.active:
+            bus.emit(ev.JobSucceeded, now, job_id, worker_id, record.attempt, duration)
 
     def fail(
         self,

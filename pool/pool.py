@@ -36,6 +36,9 @@ __all__ = ("DeadLetter", "Handler", "Pool", "PoolSnapshot")
 
 _QUEUED = JobState.QUEUED
 _RUNNING = JobState.RUNNING
+# Module constants: an enum member's lookup costs about 0.1 us, on every submit.
+_TAKING = PoolPhase.RUNNING
+_PAUSED = PoolPhase.PAUSED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +182,7 @@ class Pool:
         self._live_jobs = self._ledger.jobs  # read on every submit
         self._port = _Port(self._job_progress, self._job_output, self._cancel_job)
         self._queue = JobQueue(settings.queue_size)
+        self._put = self._queue.put  # bound once: a bound method made per job is garbage per job
         self._supervisor = Supervisor(
             settings,
             self._bus,
@@ -343,7 +347,7 @@ class Pool:
         phase = self._phase
         if self._shutdown.begun:
             raise PoolClosed(f"pool is {self._closing_state()}: it accepts no more jobs")
-        if phase is not PoolPhase.RUNNING and phase is not PoolPhase.PAUSED:
+        if phase is not _TAKING and phase is not _PAUSED:
             raise PoolError(f"cannot submit: pool is {phase.value}, not started")
         if job.id in self._live_jobs:
             raise ValueError(f"job id {job.id!r} is already queued or running")
@@ -394,7 +398,7 @@ class Pool:
         describe = self._describe
         # Named only when someone will read it: a label can cost a command's parsing.
         label = "" if describe is None or not self._bus.room else describe(job)
-        record = self._ledger.accept(job, self._now(), label, self._queue.put)
+        record = self._ledger.accept(job, self._now(), label, self._put)
         return JobHandle(record, self._port)
 
     # --- running jobs -------------------------------------------------------
@@ -802,9 +806,13 @@ class Pool:
         )
 
     def job(self, job_id: str) -> JobHandle | None:
-        """The handle of a live (queued or running) job, or None."""
+        """A handle of a live (queued or running) job, or None.
+
+        Each call gives a new handle; it equals (``==``) the one ``submit``
+        returned, and acts on the same job.
+        """
         record = self._ledger.get(job_id)
-        return None if record is None else record.handle
+        return None if record is None else JobHandle(record, self._port)
 
     def __repr__(self) -> str:
         return (

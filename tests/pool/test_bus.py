@@ -26,8 +26,22 @@ class Feed:
         out: list[ev.PoolEvent] = []
         for _ in range(count):
             seq = self.bus.seq + 1
-            out.append(ev.WorkerStarted(seq=seq, at=100.0 + seq, worker_id=f"w{seq}"))
-            self.bus.emit(ev.WorkerStarted, 100.0 + seq, f"w{seq}")
+            # By position, as the per-job events go: three fields, or four.
+            if seq % 2:
+                out.append(ev.JobSubmitted(seq=seq, at=100.0 + seq, job_id=f"j{seq}", queued=seq))
+                self.bus.emit(ev.JobSubmitted, 100.0 + seq, f"j{seq}", seq, "")
+            else:
+                out.append(
+                    ev.JobStarted(
+                        seq=seq,
+                        at=100.0 + seq,
+                        job_id=f"j{seq}",
+                        worker_id="w",
+                        attempt=1,
+                        waited=0.5,
+                    )
+                )
+                self.bus.emit(ev.JobStarted, 100.0 + seq, f"j{seq}", "w", 1, 0.5)
         return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import subprocess
 import sys
 import textwrap
@@ -34,6 +35,7 @@ from pool import (
     WorkerState,
     events,
 )
+from pool.job import JobRecord
 from tests.helpers import Script, ThreadScript, next_event, release_all, settle
 
 
@@ -1359,6 +1361,54 @@ class TestEdgeCases:
             await taken
         handle = await other
         assert handle.id == "y"
+        await finish(pool, clock, script)
+
+    async def test_a_finished_job_is_freed_at_once_not_by_the_collector(
+        self, clock: ManualClock
+    ) -> None:
+        # Record and handle pointed at each other: every job left a cycle
+        # that only the collector freed, which doubled its work under load.
+        async def handler(job: Job, ctx: JobContext) -> None:
+            return None
+
+        pool = make(handler, clock, workers=2)
+        await pool.start()
+        gc.collect()
+        gc.disable()
+        try:
+            for n in range(50):
+                await pool.submit_nowait(Job(id=f"freed-{n}"))
+            ours = [
+                o
+                for o in gc.get_objects()
+                if isinstance(o, (JobHandle, JobRecord)) and o.job.id.startswith("freed-")
+            ]
+            handles = [o for o in ours if isinstance(o, JobHandle)]
+            records = [o for o in ours if isinstance(o, JobRecord)]
+        finally:
+            gc.enable()
+        assert handles == []
+        assert len(records) <= 2  # each worker's last job, still in its loop's frame
+        await finish(pool, clock)
+
+    async def test_the_handle_pool_job_gives_equals_the_one_submit_gave(
+        self, clock: ManualClock
+    ) -> None:
+        script = Script()
+        pool = make(script, clock, workers=1)
+        await pool.start()
+        first = pool.submit_nowait(Job(id="a", payload=b"hold"))
+        second = pool.submit_nowait(Job(id="b"))
+        found = pool.job("a")
+        assert found == first
+        assert hash(found) == hash(first)
+        assert found != second
+        assert found != "a"
+        assert {first, second, found} == {first, second}
+        assert found is not None
+        assert found.cancel()
+        with pytest.raises(JobCancelledError):
+            await first
         await finish(pool, clock, script)
 
     async def test_a_handler_that_cancels_its_own_job_keeps_its_worker(

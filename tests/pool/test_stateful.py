@@ -700,7 +700,7 @@ class PoolMachine(RuleBasedStateMachine):
                     else:
                         raise AssertionError(f"result() of a {state.value} job did not raise")
             else:
-                assert pool.job(handle.id) is handle, f"{handle.id} is {state.value} but not live"
+                assert pool.job(handle.id) == handle, f"{handle.id} is {state.value} but not live"
         ev_state = {h.id: h.state for h in self.handles if h.id in self.ev_ended}
         assert ev_state == {k: v for k, v in self.ev_ended.items() if k in ev_state}
         assert set(self.ev_ended) == set(self.terminal), (
