@@ -450,6 +450,9 @@ def celery(steps: CelerySteps, *, press: tuple[str, ...] = ()) -> Scenario:
     async def run_before(pilot: Pilot[int]) -> None:
         await pilot.pause()
         await steps(script, source)
+        # The source reads the broker every few seconds of its clock, in a
+        # thread: whether a reading had come by now was a race. Read it here.
+        await source.read_broker()
         app.refresh_now()
         await pilot.pause()
 

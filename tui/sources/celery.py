@@ -1005,9 +1005,10 @@ class CelerySource(Source):
             self.check()
             if self._transport is not None and self._now() - self._last_broker >= BROKER_EVERY:
                 self._last_broker = self._now()
-                await self._read_broker()
+                await self.read_broker()
 
-    async def _read_broker(self) -> None:
+    async def read_broker(self) -> None:
+        """Read the broker's queue lengths now (the banner shows them; a failure is told there)."""
         transport = self._transport
         assert transport is not None
         queues = sorted({q for n in self._nodes.values() if n.online for q in n.queues}) or [
