@@ -10,19 +10,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import events as ev
+from .attempts import Attempts
 from .bus import EventBus, Subscription
 from .clock import Clock
 from .config import DEFAULT_GRACE, Handler, RunnerKind, Settings, check_int
 from .errors import PoolClosed, PoolError, QueueFull
-from .job import Job, JobContext, JobHandle, JobRecord, JobState, check_timeout
-from .ledger import CancelReason, DeadLetter, Ledger, crash_error
+from .job import Job, JobHandle, JobRecord, JobState, check_timeout
+from .ledger import DeadLetter, Ledger
 from .phase import PoolPhase, can_move
 from .queue import JobQueue
 from .retry import RetryPolicy
-from .runners import WorkerDied
 from .shutdown import Shutdown, ShutdownReport
 from .stats import PoolStats
 from .supervisor import Supervisor
@@ -153,10 +153,8 @@ class Pool:
             name=name,
             describe=describe,
         )
-        self._settings = settings
         self._max_workers = settings.max_workers
         self._queue_size = settings.queue_size
-        self._job_timeout = settings.job_timeout
         self._cancel_grace = settings.cancel_grace
         self._grace = settings.grace
         self._describe = settings.describe
@@ -167,7 +165,6 @@ class Pool:
 
         self._phase = PoolPhase.CREATED
         self._bus = EventBus()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = -1
         self._started_at: float | None = None
 
@@ -180,20 +177,28 @@ class Pool:
             rng=self._rng,
         )
         self._live_jobs = self._ledger.jobs  # read on every submit
-        self._port = _Port(self._job_progress, self._job_output, self._cancel_job)
         self._queue = JobQueue(settings.queue_size)
         self._put = self._queue.put  # bound once: a bound method made per job is garbage per job
+        self._attempts = attempts = Attempts(
+            clock=clock,
+            ledger=self._ledger,
+            queue=self._queue,
+            bus=self._bus,
+            job_timeout=settings.job_timeout,
+            cancel_grace=settings.cancel_grace,
+            phase=lambda: self._phase,
+        )
+        self._port = attempts.port
         self._supervisor = Supervisor(
             settings,
             self._bus,
             self._queue,
-            begin=self._begin_job,
-            end=self._end_job,
-            lose_job=self._lose_job,
+            begin=attempts.begin,
+            end=attempts.end,
+            lose_job=attempts.lose,
             give_up=self._give_up,
             phase=lambda: self._phase,
         )
-
         self._shutdown = Shutdown(
             settings.name,
             clock,
@@ -205,11 +210,12 @@ class Pool:
                 started=lambda: self._phase is not PoolPhase.CREATED and self._loop_thread != -1,
                 phase=lambda: self._phase,
                 set_phase=self._set_phase,
-                hand_back_queued=self._hand_back_queued,
-                cancel_running=functools.partial(self._request_cancel_for, CancelReason.SHUTDOWN),
-                abandon=self._abandon,
+                hand_back_queued=attempts.hand_back_queued,
+                cancel_running=attempts.cancel_for_shutdown,
+                abandon=attempts.abandon,
             ),
         )
+        attempts.connect(self._supervisor, self._shutdown)
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -260,13 +266,13 @@ class Pool:
         """
         if self._phase is not PoolPhase.CREATED:
             raise PoolError(f"cannot start: pool is {self._phase.value}")
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._set_phase(PoolPhase.STARTING)
         self._started_at = self._now()
         self._ledger.restart_throughput(self._started_at)
-        self._port.bind(self._loop)
-        new = self._supervisor.start(self._loop)
+        self._port.bind(loop)
+        new = self._supervisor.start(loop)
         try:
             await self._supervisor.wait_ready(new)
         finally:
@@ -401,207 +407,6 @@ class Pool:
         record = self._ledger.accept(job, self._now(), label, self._put)
         return JobHandle(record, self._port)
 
-    # --- running jobs -------------------------------------------------------
-
-    def _begin_job(self, worker: Worker, record: JobRecord) -> JobContext:
-        now = self._now()
-        worker.job = record
-        self._ledger.begin(record, worker, worker.id, now)
-        timeout = record.job.timeout or self._job_timeout
-        deadline = None
-        if timeout is not None:
-            deadline = now + timeout
-            worker.deadline_timer = self._clock.call_later(
-                timeout,
-                functools.partial(self._request_cancel, worker, record, CancelReason.TIMEOUT),
-            )
-        return JobContext(record.job, worker.id, record.attempt, deadline, record, self._port)
-
-    def _end_job(
-        self, worker: Worker, record: JobRecord, result: object, exc: BaseException | None
-    ) -> None:
-        """Account for the end of an attempt that ran on ``worker``."""
-        now = self._now()
-        if worker.deadline_timer is not None or worker.abandon_timer is not None:
-            worker.clear_timers()
-        worker.job = None
-        if record.cancel_reason is None and exc is None:
-            worker.jobs_done += 1
-            self._ledger.succeed(record, worker.id, result, now)
-        else:
-            self._settle_attempt(worker, record, now, exc, measured=True)
-        if self._shutdown.waiting:  # only a shutdown waits for the pool to settle
-            self._shutdown.job_ended()
-
-    def _lose_job(self, worker: Worker, record: JobRecord, crash: BaseException | None) -> None:
-        """End the attempt a dead worker held: failed or retried after a crash, else cancelled."""
-        worker.clear_timers()
-        worker.job = None
-        self._settle_attempt(worker, record, self._now(), crash, measured=False, crashed=True)
-        self._shutdown.job_ended()
-
-    def _settle_attempt(
-        self,
-        worker: Worker,
-        record: JobRecord,
-        now: float,
-        exc: BaseException | None,
-        *,
-        measured: bool,
-        crashed: bool = False,
-    ) -> None:
-        """An attempt ended other than by success: failed, retried, timed out or cancelled.
-
-        ``exc`` is what the handler raised or, when ``crashed``, what killed
-        its worker (None when its task was cancelled from outside).
-        """
-        ledger = self._ledger
-        reason = record.cancel_reason
-        delay = None
-        if (
-            crashed
-            and reason is None
-            and isinstance(exc, WorkerDied)
-            and not exc.job_began
-            and self._may_retry()
-        ):
-            # The job never began: no attempt was made, so it waits for another worker.
-            worker.jobs_failed += 1  # as the dashboard counts a crash under a job
-            ledger.hand_back_unstarted(record, worker.id, exc, now)
-            self._queue.put(record)
-            return
-        if reason is None and exc is not None:
-            worker.jobs_failed += 1
-            info = crash_error(exc, worker.id) if crashed else None
-            delay = ledger.fail(
-                record,
-                worker.id,
-                exc,
-                now,
-                may_retry=self._may_retry(),
-                info=info,
-                measured=measured,
-            )
-        elif reason is CancelReason.TIMEOUT:
-            worker.jobs_failed += 1
-            may_retry = not crashed and self._may_retry()
-            delay = ledger.time_out(record, worker.id, now, may_retry=may_retry, measured=measured)
-        else:
-            ledger.cancel_running(record, worker.id, now, measured)
-        if delay is not None:
-            record.retry_timer = self._clock.call_later(
-                delay, functools.partial(self._requeue, record)
-            )
-
-    def _may_retry(self) -> bool:
-        # Once the shutdown cancels, nothing new may be queued: it would never run.
-        return (
-            self._phase not in (PoolPhase.CANCELLING, PoolPhase.FORCING)
-            and not self._phase.is_final
-        )
-
-    def _requeue(self, record: JobRecord) -> None:
-        record.retry_timer = None
-        if record.state is not _QUEUED:
-            return
-        record.queued_at = self._now()
-        # Retries skip the bound: they were accepted already, and a full queue
-        # must not make an accepted job wait on new ones.
-        self._queue.put(record)
-
-    def _job_progress(self, record: JobRecord, attempt: int, fraction: float, message: str) -> None:
-        self._ledger.progress(record, attempt, fraction, message, self._now())
-
-    def _job_output(
-        self,
-        record: JobRecord,
-        attempt: int,
-        worker_id: str,
-        output: str,
-        exit_code: int | None,
-        path: str | None,
-    ) -> None:
-        if self._phase.is_final:
-            return  # PoolStopped has been told
-        self._ledger.output(record, attempt, worker_id, output, exit_code, path, self._now())
-
-    # --- cancelling ---------------------------------------------------------
-
-    def _cancel_job(self, record: JobRecord) -> bool:
-        """Cancel a job by request of its handle; see :meth:`JobHandle.cancel`."""
-        state = record.state
-        if state is _QUEUED:
-            self._cancel_queued(record, self._now())
-            self._shutdown.job_ended()
-            return True
-        if state is _RUNNING and record.cancel_reason is None:
-            worker = record.worker
-            assert isinstance(worker, Worker)
-            self._request_cancel(worker, record, CancelReason.CANCEL)
-            return True
-        return False
-
-    def _cancel_queued(self, record: JobRecord, now: float) -> None:
-        timer = record.retry_timer
-        if timer is not None:
-            timer.cancel()
-            record.retry_timer = None
-        else:
-            self._queue.discard(record)
-        self._ledger.cancel_queued(record, now)
-
-    def _request_cancel(self, worker: Worker, record: JobRecord, reason: CancelReason) -> None:
-        """Ask the handler running ``record`` on ``worker`` to stop."""
-        if worker.job is not record or record.cancel_reason is not None:
-            return
-        record.cancel_reason = reason
-        if record.cancelled_attempts is None:
-            record.cancelled_attempts = set()
-        record.cancelled_attempts.add(record.attempt)
-        if worker.runner.cancels_task:
-            assert worker.task is not None
-            if worker.task is asyncio.current_task():
-                # From inside the handler: Task.uncancel() (3.11/3.12) would not undo it.
-                assert self._loop is not None
-                self._loop.call_soon(self._cancel_task_later, worker, record)
-            else:
-                worker.cancels += 1
-                worker.task.cancel()
-        else:
-            worker.runner.cancel()
-        self._bus.emit_named(
-            ev.JobCancelRequested,
-            self._now(),
-            job_id=record.job.id,
-            worker_id=worker.id,
-            reason=reason.value,
-        )
-        if reason is not CancelReason.SHUTDOWN:  # the shutdown abandons on its own schedule
-            worker.abandon_timer = self._clock.call_later(
-                self._cancel_grace, functools.partial(self._abandon, worker, record)
-            )
-
-    def _request_cancel_for(self, reason: CancelReason, worker: Worker, record: JobRecord) -> None:
-        self._request_cancel(worker, record, reason)
-
-    def _cancel_task_later(self, worker: Worker, record: JobRecord) -> None:
-        if worker.job is record and worker.task is not None and not worker.task.done():
-            worker.cancels += 1
-            worker.task.cancel()
-
-    def _abandon(self, worker: Worker, record: JobRecord) -> None:
-        """Give up on a job that ignored its cancellation; the slot gets a fresh worker."""
-        if worker.job is not record or record.state is not _RUNNING:
-            return
-        now = self._now()
-        worker.clear_timers()
-        worker.detached = True
-        worker.job = None
-        self._ledger.abandon(record, worker.id, now)
-        worker.runner.abandon()
-        self._supervisor.replace(worker, record.job.id)
-        self._shutdown.job_ended()
-
     # --- workers and supervision (the supervisor's) ------------------------
 
     def _give_up(self, grace: float, reason: str) -> None:
@@ -667,12 +472,6 @@ class Pool:
                 None,
             )
         return await shutdown.wait()
-
-    def _hand_back_queued(self) -> None:
-        now = self._now()
-        for record in self._ledger.live():
-            if record.state is _QUEUED:
-                self._cancel_queued(record, now)
 
     async def wait_stopped(self) -> ShutdownReport:
         """Wait until a shutdown (requested or escalated) has finished, and return its report.
@@ -820,59 +619,6 @@ class Pool:
             f"workers={len(self._supervisor)}/{self._supervisor.target} "
             f"queued={self._ledger.queued} running={self._ledger.running}>"
         )
-
-
-class _Port:
-    """How a pool's job contexts and handles reach it (a :class:`~pool.job.JobPort`).
-
-    Progress and output may be reported from a handler's thread: they hop
-    onto the pool's loop first.
-    """
-
-    __slots__ = ("_loop", "_loop_thread", "_on_output", "_on_progress", "cancel")
-
-    def __init__(
-        self,
-        on_progress: Callable[[JobRecord, int, float, str], None],
-        on_output: Callable[[JobRecord, int, str, str, int | None, str | None], None],
-        cancel: Callable[[JobRecord], bool],
-    ) -> None:
-        self._on_progress = on_progress
-        self._on_output = on_output
-        self.cancel = cancel
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = -1
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The pool runs on ``loop``, in this thread."""
-        self._loop = loop
-        self._loop_thread = threading.get_ident()
-
-    def progress(self, record: JobRecord, attempt: int, fraction: float, message: str) -> None:
-        """See :meth:`JobPort.progress`."""
-        self._call(self._on_progress, record, attempt, fraction, message)
-
-    def output(
-        self,
-        record: JobRecord,
-        attempt: int,
-        worker_id: str,
-        output: str,
-        exit_code: int | None,
-        path: str | None,
-    ) -> None:
-        """See :meth:`JobPort.output`."""
-        self._call(self._on_output, record, attempt, worker_id, output, exit_code, path)
-
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        if threading.get_ident() == self._loop_thread:
-            fn(*args)
-            return
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            return  # the loop has closed: the pool is gone, and so is anyone to tell
 
 
 class _Host:

@@ -675,7 +675,7 @@ def _on_sigterm(signum: int, frame: types.FrameType | None) -> None:
     if not state.armed:
         return  # idle, or the job is already ending: a late SIGTERM changes nothing
     if state.ctx is not None:
-        state.ctx._cancelled = True
+        state.ctx.mark_cancelled()
     if state.shield:
         state.deferred = True
         return
@@ -743,6 +743,10 @@ class _ChildContext:
     def cancelled(self) -> bool:
         """True once the job has been cancelled (JobInterrupted was raised, or is on its way)."""
         return self._cancelled
+
+    def mark_cancelled(self) -> None:
+        """The job is being cancelled (SIGTERM came): ``cancelled`` is true from now on."""
+        self._cancelled = True
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job has got: ``fraction`` from 0.0 to 1.0, and a short note.
