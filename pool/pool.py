@@ -18,15 +18,15 @@ from .bus import EventBus, Subscription
 from .clock import Clock
 from .config import DEFAULT_GRACE, Handler, RunnerKind, Settings, check_int
 from .errors import PoolClosed, PoolError, QueueFull
-from .job import Job, JobHandle, JobRecord, JobState, check_timeout
+from .job import Job, JobHandle, JobState, check_timeout
 from .ledger import DeadLetter, Ledger
 from .phase import PoolPhase, can_move
 from .queue import JobQueue
 from .retry import RetryPolicy
-from .shutdown import Shutdown, ShutdownReport
+from .shutdown import Shutdown, ShutdownHost, ShutdownReport
 from .stats import PoolStats
 from .supervisor import Supervisor
-from .worker import Worker, WorkerInfo
+from .worker import WorkerInfo
 
 if TYPE_CHECKING:
     from .control import ControlServer
@@ -206,7 +206,7 @@ class Pool:
             self._ledger,
             self._queue,
             self._supervisor,
-            _Host(
+            ShutdownHost(
                 started=lambda: self._phase is not PoolPhase.CREATED and self._loop_thread != -1,
                 phase=lambda: self._phase,
                 set_phase=self._set_phase,
@@ -619,26 +619,3 @@ class Pool:
             f"workers={len(self._supervisor)}/{self._supervisor.target} "
             f"queued={self._ledger.queued} running={self._ledger.running}>"
         )
-
-
-class _Host:
-    """What a pool's shutdown asks of it (a :class:`~pool.shutdown.ShutdownHost`)."""
-
-    __slots__ = ("abandon", "cancel_running", "hand_back_queued", "phase", "set_phase", "started")
-
-    def __init__(
-        self,
-        *,
-        started: Callable[[], bool],
-        phase: Callable[[], PoolPhase],
-        set_phase: Callable[[PoolPhase, str | None], None],
-        hand_back_queued: Callable[[], None],
-        cancel_running: Callable[[Worker, JobRecord], None],
-        abandon: Callable[[Worker, JobRecord], None],
-    ) -> None:
-        self.started = started
-        self.phase = phase
-        self.set_phase = set_phase
-        self.hand_back_queued = hand_back_queued
-        self.cancel_running = cancel_running
-        self.abandon = abandon

@@ -10,8 +10,9 @@ A second request skips to the next phase.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from . import events as ev
 from .clock import sleep
@@ -296,23 +297,23 @@ class Shutdown:
         return report
 
 
-class ShutdownHost(Protocol):
-    """What the shutdown asks of its pool."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownHost:
+    """What the shutdown asks of its pool (the pool and its attempts give each call).
 
-    def started(self) -> bool:
-        """Whether the pool was started (else there is nothing to wind down)."""
+    Attributes:
+        started: Whether the pool was started (else there is nothing to wind down).
+        phase: The pool's phase.
+        set_phase: Move the pool to a phase, with a reason (checked).
+        hand_back_queued: Cancel every queued job: it is handed back unstarted.
+        cancel_running: Ask the handler running a job on a worker to stop (no
+            abandon timer: the shutdown forces on its own schedule).
+        abandon: Give up on a job that ignored its cancellation.
+    """
 
-    def phase(self) -> PoolPhase:
-        """The pool's phase."""
-
-    def set_phase(self, phase: PoolPhase, reason: str | None) -> None:
-        """Move the pool to ``phase`` (checked)."""
-
-    def hand_back_queued(self) -> None:
-        """Cancel every queued job: it is handed back unstarted."""
-
-    def cancel_running(self, worker: Worker, record: JobRecord) -> None:
-        """Ask the handler running ``record`` to stop (no abandon timer: the shutdown forces)."""
-
-    def abandon(self, worker: Worker, record: JobRecord) -> None:
-        """Give up on a job that ignored its cancellation."""
+    started: Callable[[], bool]
+    phase: Callable[[], PoolPhase]
+    set_phase: Callable[[PoolPhase, str | None], None]
+    hand_back_queued: Callable[[], None]
+    cancel_running: Callable[[Worker, JobRecord], None]
+    abandon: Callable[[Worker, JobRecord], None]
