@@ -141,10 +141,12 @@ class JobQueue:
         back whatever the room, as it was accepted already.
         """
         if self._idle and not self._held:
-            self._hand_to_idle(record)
-        else:
-            self._jobs.append(record)
-            self._ready += 1
+            wake = self._next_wake()
+            if wake is not None:
+                wake.set_result(record)
+                return
+        self._jobs.append(record)
+        self._ready += 1
 
     def discard(self, record: JobRecord) -> None:
         """A queued job is being cancelled: it no longer takes room (it is skipped later).
@@ -157,15 +159,17 @@ class JobQueue:
             if self._putters:
                 self._wake_putter()
 
-    def _hand_to_idle(self, record: JobRecord) -> None:
+    def _next_wake(self) -> asyncio.Future[JobRecord | None] | None:
+        """The wake of the idle worker that has waited longest and still waits.
+
+        Taken out of the line; those that stopped waiting are dropped from it.
+        """
         idle = self._idle
         while idle:
             wake = idle.popleft().wake
             if wake is not None and not wake.done():
-                wake.set_result(record)
-                return
-        self._jobs.append(record)
-        self._ready += 1
+                return wake
+        return None
 
     def _pop_ready(self) -> JobRecord | None:
         jobs = self._jobs
@@ -203,8 +207,11 @@ class JobQueue:
                 if wake.done() and not wake.cancelled():
                     given = wake.result()
                     if given is not None and given.state is _QUEUED:
-                        if self._idle and not self._held:
-                            self._hand_to_idle(given)
+                        # The job was this worker's: the next one gets it, else it is
+                        # the queue's first again.
+                        other = None if self._held else self._next_wake()
+                        if other is not None:
+                            other.set_result(given)
                         else:
                             self._jobs.appendleft(given)
                             self._ready += 1
@@ -221,11 +228,13 @@ class JobQueue:
     def release(self) -> None:
         """Workers take jobs again: the idle ones get the ready jobs at once."""
         self._held = False
-        while self._idle and self._ready:
+        while self._ready:
+            wake = self._next_wake()
+            if wake is None:
+                break  # the jobs left keep their places
             record = self._pop_ready()
-            if record is None:
-                break
-            self._hand_to_idle(record)
+            assert record is not None  # ``_ready`` counts the queued jobs in the deque
+            wake.set_result(record)
 
     def dismiss(self, worker: Worker) -> None:
         """``worker`` retires: if it waits for a job, it wakes, sees so and exits now."""

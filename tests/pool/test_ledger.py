@@ -345,6 +345,21 @@ class TestRetries:
                 None,
             )
 
+    def test_a_retry_is_counted_with_the_jobs_already_queued(self) -> None:
+        for end in ("fail", "time out"):
+            world = World(RETRY_TIMEOUTS)
+            world.queued("a")
+            world.queued("b")
+            record = world.running("c")
+            if end == "fail":
+                delay = world.ledger.fail(record, "w1", boom(), 3.0, may_retry=True)
+            else:
+                delay = world.ledger.time_out(record, "w1", 3.0, may_retry=True, measured=True)
+
+            assert delay is not None, end
+            assert (world.ledger.queued, world.ledger.running) == (3, 0), end
+            assert world.ledger.balanced(), end
+
     def test_the_last_attempt_fails_for_good(self) -> None:
         world = World(RETRY)
         record = world.running()

@@ -47,6 +47,13 @@ def at_once(coro: Coroutine[Any, Any, T]) -> T:
     raise AssertionError("it waited")
 
 
+async def waiting(queue: JobQueue, *workers: Any) -> list[asyncio.Task[JobRecord | None]]:
+    """Each of ``workers`` asks ``queue`` for a job, in order, and waits for one."""
+    taking = [asyncio.ensure_future(queue.take(w)) for w in workers]
+    await settle()
+    return taking
+
+
 def cancel(queue: JobQueue, job: JobRecord) -> None:
     """As the pool cancels a queued job: the queue lets it go, then the ledger ends it."""
     queue.discard(job)
@@ -118,26 +125,49 @@ class TestWorkers:
 
     async def test_a_held_queue_gives_nothing_until_released(self) -> None:
         queue = JobQueue(3)
-        worker: Any = Taker(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        early: Any = Taker(loop)
+        late: Any = Taker(loop)
         queue.hold()
-        job = record("a")
-        queue.put(job)
-        taking = asyncio.ensure_future(queue.take(worker))
+        waiting_before = asyncio.ensure_future(queue.take(early))
         await settle()
-        assert not taking.done()
+        a, b = record("a"), record("b")
+        queue.put(a)  # a worker waits, but the queue is held: kept
+        queue.put(b)
+        waiting_after = asyncio.ensure_future(queue.take(late))
+        await settle()
+        assert not waiting_before.done()
+        assert not waiting_after.done()
+        assert queue.ready == 2
         assert queue.held
 
         queue.release()
-        assert await taking is job
+        assert await waiting_before is a
+        assert await waiting_after is b
+        assert queue.ready == 0
         assert not queue.held
+
+    def test_released_with_no_worker_waiting_the_jobs_stay_in_order(self) -> None:
+        loop = asyncio.new_event_loop()
+        queue = JobQueue(3)
+        a, b = record("a"), record("b")
+        queue.hold()
+        queue.put(a)
+        queue.put(b)
+        queue.release()
+
+        worker: Any = Taker(loop)
+        assert queue.ready == 2
+        assert at_once(queue.take(worker)) is a
+        assert at_once(queue.take(worker)) is b
+        loop.close()
 
     async def test_a_dismissed_or_stopped_worker_is_told_to_exit(self) -> None:
         queue = JobQueue(3)
         loop = asyncio.get_running_loop()
         first: Any = Taker(loop)
         second: Any = Taker(loop)
-        taking = [asyncio.ensure_future(queue.take(w)) for w in (first, second)]
-        await settle()
+        taking = await waiting(queue, first, second)
         first.retiring = True
         queue.dismiss(first)
         assert await taking[0] is None
@@ -147,6 +177,35 @@ class TestWorkers:
         later: Any = Taker(loop)
         assert at_once(queue.take(later)) is None  # any later one too: no job
 
+    async def test_a_busy_worker_dismissed_exits_at_its_next_take(self) -> None:
+        queue = JobQueue(3)
+        worker: Any = Taker(asyncio.get_running_loop())
+        taking = asyncio.ensure_future(queue.take(worker))
+        await settle()
+        queue.put(record("a"))
+        await taking  # it runs the job: no longer waiting
+        worker.retiring = True
+        queue.dismiss(worker)
+
+        assert at_once(queue.take(worker)) is None
+        queue.put(record("b"))
+        assert queue.ready == 1
+
+    async def test_a_forgotten_worker_is_handed_no_job(self) -> None:
+        queue = JobQueue(3)
+        worker: Any = Taker(asyncio.get_running_loop())
+        taking = asyncio.ensure_future(queue.take(worker))
+        await settle()
+        queue.forget(worker)
+        queue.forget(worker)  # twice: it waits no more, nothing changes
+        queue.put(record("a"))
+
+        assert queue.ready == 1
+        assert not taking.done()
+        taking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+
     async def test_a_retiring_worker_takes_nothing(self) -> None:
         queue = JobQueue(3)
         queue.put(record("a"))
@@ -155,20 +214,158 @@ class TestWorkers:
         assert at_once(queue.take(worker)) is None
         assert queue.ready == 1
 
-    async def test_a_job_handed_to_a_cancelled_taker_goes_to_the_next(self) -> None:
+
+class TestCancelledTakers:
+    """A worker's wait for a job is cancelled: no job is lost, none is taken twice."""
+
+    async def test_a_job_handed_to_a_cancelled_taker_goes_back_to_the_front(self) -> None:
         queue = JobQueue(3)
         loop = asyncio.get_running_loop()
         first: Any = Taker(loop)
         second: Any = Taker(loop)
         taking = asyncio.ensure_future(queue.take(first))
         await settle()
-        job = record("a")
-        queue.put(job)  # handed to the first: its wake is set...
+        a, b = record("a"), record("b")
+        queue.put(a)  # handed to the first: its wake is set...
+        queue.put(b)  # (none waits for this one: kept)
         taking.cancel()  # ...but it is cancelled before it runs
         with pytest.raises(asyncio.CancelledError):
             await taking
+        assert queue.ready == 2
+        assert at_once(queue.take(second)) is a
+        assert at_once(queue.take(second)) is b
+
+    async def test_a_job_handed_to_a_cancelled_taker_goes_to_another_waiting_one(self) -> None:
+        queue = JobQueue(3)
+        loop = asyncio.get_running_loop()
+        first: Any = Taker(loop)
+        second: Any = Taker(loop)
+        taking = await waiting(queue, first, second)
+        job = record("a")
+        queue.put(job)  # handed to the first, which has waited longest
+        taking[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking[0]
+        await settle()
+
+        assert taking[1].done()
+        assert taking[1].result() is job
+        assert queue.ready == 0
+
+    async def test_a_job_handed_to_a_cancelled_taker_while_held_waits_at_the_front(
+        self,
+    ) -> None:
+        queue = JobQueue(3)
+        loop = asyncio.get_running_loop()
+        first: Any = Taker(loop)
+        second: Any = Taker(loop)
+        taking = await waiting(queue, first, second)
+        a, b = record("a"), record("b")
+        queue.put(a)  # handed to the first
+        queue.hold()
+        queue.put(b)
+        taking[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking[0]
+        await settle()
+        assert not taking[1].done()  # held: the second waiting worker is not given it
+        assert queue.ready == 2
+
+        queue.release()
+        assert await taking[1] is a
+        assert at_once(queue.take(first)) is b
+
+    async def test_what_a_cancelled_taker_was_given_but_cannot_run_is_dropped(self) -> None:
+        queue = JobQueue(3)
+        loop = asyncio.get_running_loop()
+        given_a_job: Any = Taker(loop)
+        dismissed: Any = Taker(loop)
+        taking = await waiting(queue, given_a_job, dismissed)
+        job = record("a")
+        queue.put(job)  # handed to the first...
+        cancel(queue, job)  # ...and cancelled by the pool before that worker ran
+        dismissed.retiring = True
+        queue.dismiss(dismissed)  # its wake is set to None
+        for each in taking:
+            each.cancel()  # both, before either runs
+        for each in taking:
+            with pytest.raises(asyncio.CancelledError):
+                await each
+
+        assert queue.ready == 0
+
+    async def test_a_taker_cancelled_while_waiting_leaves_the_order_alone(self) -> None:
+        queue = JobQueue(3)
+        loop = asyncio.get_running_loop()
+        first: Any = Taker(loop)
+        second: Any = Taker(loop)
+        queue.hold()
+        a, b = record("a"), record("b")
+        queue.put(a)
+        queue.put(b)
+        taking = asyncio.ensure_future(queue.take(first))
+        await settle()
+        taking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+        queue.release()  # nobody waits now: nothing moves
+
+        assert queue.ready == 2
+        assert at_once(queue.take(second)) is a
+        assert at_once(queue.take(second)) is b
+
+    async def test_takers_cancelled_but_not_yet_gone_are_passed_over(self) -> None:
+        queue = JobQueue(3)
+        loop = asyncio.get_running_loop()
+        workers: list[Any] = [Taker(loop) for _ in range(4)]
+        taking = await waiting(queue, *workers)
+        taking[0].cancel()  # their waits are cancelled, but they run only later:
+        taking[2].cancel()  # still in the line of idle workers
+        job = record("a")
+        queue.put(job)  # passes over the first
+        queue.stop()  # passes over the third
+
+        assert await taking[1] is job
+        assert await taking[3] is None
+        for each in (taking[0], taking[2]):
+            with pytest.raises(asyncio.CancelledError):
+                await each
+        assert queue.ready == 0
+
+    async def test_a_job_put_when_every_waiting_taker_was_cancelled_is_kept(self) -> None:
+        queue = JobQueue(3)
+        loop = asyncio.get_running_loop()
+        first: Any = Taker(loop)
+        second: Any = Taker(loop)
+        taking = asyncio.ensure_future(queue.take(first))
+        await settle()
+        taking.cancel()
+        job = record("a")
+        queue.put(job)  # the only waiting worker is being cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+
         assert queue.ready == 1
         assert at_once(queue.take(second)) is job
+
+    async def test_jobs_released_to_a_cancelled_taker_are_kept(self) -> None:
+        queue = JobQueue(3)
+        loop = asyncio.get_running_loop()
+        first: Any = Taker(loop)
+        second: Any = Taker(loop)
+        queue.hold()
+        taking = asyncio.ensure_future(queue.take(first))
+        await settle()
+        queue.put(record("a"))
+        queue.put(record("b"))
+        taking.cancel()
+        queue.release()  # the only waiting worker is being cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+
+        assert queue.ready == 2
+        taken = [at_once(queue.take(second)) for _ in range(2)]
+        assert [r.job.id for r in taken if r is not None] == ["a", "b"]
 
 
 class TestSubmitters:
@@ -185,14 +382,15 @@ class TestSubmitters:
         assert not queue.full()
 
     async def test_a_submitter_gives_up_after_its_limit(self, clock: ManualClock) -> None:
-        queue = JobQueue(1)
-        queue.put(record("a"))
-        waiting = asyncio.ensure_future(queue.wait_for_room(clock, 2.0, _refuse, _accept))
-        await clock.advance(1.9)
-        assert not waiting.done()
-        await clock.advance(0.1)
-        with pytest.raises(QueueFull):
-            await waiting
+        for limit in (2.0, 0.5):
+            queue = JobQueue(1)
+            queue.put(record("a"))
+            waiting = asyncio.ensure_future(queue.wait_for_room(clock, limit, _refuse, _accept))
+            await clock.advance(limit - 0.25)
+            assert not waiting.done(), limit
+            await clock.advance(0.25)
+            with pytest.raises(QueueFull):
+                await waiting
 
     async def test_a_recheck_that_refuses_passes_the_room_on(self, clock: ManualClock) -> None:
         queue = JobQueue(1)
@@ -211,6 +409,81 @@ class TestSubmitters:
         with pytest.raises(RuntimeError, match=r"^closed$"):
             await refused
         await second
+
+    async def test_a_submitter_cancelled_while_waiting_keeps_the_others_in_line(
+        self, clock: ManualClock
+    ) -> None:
+        queue = JobQueue(1)
+        queue.put(record("a"))
+        waiting = [
+            asyncio.ensure_future(queue.wait_for_room(clock, None, _refuse, _accept))
+            for _ in range(3)
+        ]
+        await settle()
+        waiting[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting[0]
+        taker: Any = Taker(asyncio.get_running_loop())
+        at_once(queue.take(taker))
+        await settle()
+
+        assert waiting[1].done()  # the next in line gets the room
+        assert not waiting[2].done()
+        waiting[2].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting[2]
+
+    async def test_room_handed_to_a_cancelled_submitter_passes_to_the_next(
+        self, clock: ManualClock
+    ) -> None:
+        queue = JobQueue(1)
+        queue.put(record("a"))
+        waiting = [
+            asyncio.ensure_future(queue.wait_for_room(clock, None, _refuse, _accept))
+            for _ in range(2)
+        ]
+        await settle()
+        taker: Any = Taker(asyncio.get_running_loop())
+        at_once(queue.take(taker))  # the room goes to the first...
+        waiting[0].cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await waiting[0]
+        await settle()
+
+        assert waiting[1].done()
+        await waiting[1]
+
+    async def test_a_recheck_that_refuses_passes_on_no_room_taken_meanwhile(
+        self, clock: ManualClock
+    ) -> None:
+        queue = JobQueue(1)
+        queue.put(record("a"))
+
+        def closed() -> None:
+            raise RuntimeError("closed")
+
+        refused = asyncio.ensure_future(queue.wait_for_room(clock, None, _refuse, closed))
+        await settle()
+        waiting = [
+            asyncio.ensure_future(queue.wait_for_room(clock, None, _refuse, _accept))
+            for _ in range(2)
+        ]
+        await settle()
+        taker: Any = Taker(asyncio.get_running_loop())
+        at_once(queue.take(taker))  # the room goes to the first...
+        queue.put(record("b"))  # ...but a submitter that did not wait takes it
+        with pytest.raises(RuntimeError, match=r"^closed$"):
+            await refused
+        await settle()
+        assert not any(w.done() for w in waiting)
+
+        at_once(queue.take(taker))
+        await settle()
+        assert waiting[0].done()  # the next in line: its place was kept
+        assert not waiting[1].done()
+        waiting[1].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting[1]
 
     async def test_waking_every_submitter(self, clock: ManualClock) -> None:
         queue = JobQueue(1)
