@@ -12,6 +12,7 @@ import inspect
 import queue
 import threading
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import Any, Protocol, runtime_checkable
 
 from .job import Job, JobContext
@@ -56,8 +57,12 @@ class Runner(Protocol):
     async def wait_ready(self) -> None:
         """Return once :meth:`start`'s work is done and a job can begin at once."""
 
-    async def run(self, job: Job, ctx: JobContext) -> object:
-        """Run one job and return its result, or raise its error."""
+    def run(self, job: Job, ctx: JobContext) -> Awaitable[object]:
+        """Run one job: awaited, it returns the job's result, or raises its error.
+
+        An ``async def run`` is the usual way to write it; a runner that only
+        waits for a future may return that future (one coroutine less a job).
+        """
 
     def cancel(self) -> None:
         """The job in progress was cancelled (``ctx.cancelled`` is already true).
@@ -154,15 +159,12 @@ class ThreadRunner:
     async def wait_ready(self) -> None:
         """Ready at once: the thread takes its first job from its queue."""
 
-    async def run(self, job: Job, ctx: JobContext) -> object:
-        """Hand the job to the thread and wait for its outcome."""
+    def run(self, job: Job, ctx: JobContext) -> asyncio.Future[Any]:
+        """Hand the job to the thread; the future its outcome will be set on."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending = fut
+        self._pending = fut  # kept after it is done: abandon() skips a done future
         self._inbox.put((job, ctx, fut))
-        try:
-            return await fut
-        finally:
-            self._pending = None
+        return fut
 
     def cancel(self) -> None:
         """Nothing to do: the handler sees ``ctx.cancelled`` and should return."""
@@ -187,7 +189,9 @@ class ThreadRunner:
             job, ctx, fut = item
             loop = fut.get_loop()
             try:
-                result = check_not_coroutine(fn(job, ctx))
+                result = fn(job, ctx)
+                if isinstance(result, CoroutineType):  # the check, without a call per job
+                    check_not_coroutine(result)
             except Exception as exc:  # the job's error, handed to the worker
                 _post(loop, fut, None, exc)
             except BaseException as exc:
