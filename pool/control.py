@@ -418,6 +418,19 @@ class _Signal(enum.Enum):
 # --- one client -------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _ServerSide:
+    """What a connection asks of its server: the server's own methods, bound."""
+
+    connected: Callable[[_Connection], None]
+    disconnected: Callable[[_Connection], None]
+    check_hello: Callable[[bytes, bool], str]
+    welcome: Callable[[_Connection, str], None]
+    request: Callable[[_Connection, bytes], Awaitable[None]]
+    snapshot: Callable[[], tuple[int, bytes]]
+    left: Callable[[_Connection], None]
+
+
 class _Connection(asyncio.Protocol):
     """One client: the peer check, its hello, its requests in order, and its outbox.
 
@@ -427,8 +440,9 @@ class _Connection(asyncio.Protocol):
     then made up for with a gap marker and a snapshot).
     """
 
-    def __init__(self, server: ControlServer, *, tcp: bool) -> None:
-        self._server = server
+    def __init__(self, server: ControlServer, side: _ServerSide, *, tcp: bool) -> None:
+        self._server = server  # its settings (max_line, timeouts, client_buffer)
+        self._side = side
         self._tcp = tcp
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -468,7 +482,7 @@ class _Connection(asyncio.Protocol):
             transport.abort()
             return
         self._transport = transport
-        self._server._connected(self)
+        self._side.connected(self)
         self._writer = self._loop.create_task(self._write_loop(), name="wpool-control-writer")
         self._writer.add_done_callback(self._task_done)
         self._reader = self._loop.create_task(self._serve(), name="wpool-control-reader")
@@ -516,7 +530,7 @@ class _Connection(asyncio.Protocol):
                 waiter.set_result(None)
         if not self.done.done():
             self.done.set_result(None)
-        self._server._disconnected(self)
+        self._side.disconnected(self)
 
     def pause_writing(self) -> None:
         self._drained = self._loop.create_future()
@@ -583,12 +597,12 @@ class _Connection(asyncio.Protocol):
                 self._signalled(line)
                 return
             try:
-                role = server._check_hello(line, tcp=self._tcp)
+                role = self._side.check_hello(line, self._tcp)
             except _Refused as refused:
                 self.send(_error_line(None, refused.code, refused.message))
                 return
             self.role = role
-            server._welcome(self, role)
+            self._side.welcome(self, role)
             while True:
                 line = await self._next_line()
                 if not isinstance(line, bytes):
@@ -601,7 +615,7 @@ class _Connection(asyncio.Protocol):
                         await self._room
                     finally:
                         self._room = None
-                await server._request(self, line)
+                await self._side.request(self, line)
         finally:
             self.close()
 
@@ -661,7 +675,7 @@ class _Connection(asyncio.Protocol):
         if self._resync:
             # Taken only now that the client reads again; the events it missed
             # are those between its last one and the snapshot.
-            seq, snapshot = self._server._snapshot()
+            seq, snapshot = self._side.snapshot()
             chunks.append(_line({"type": "gap", "missed": seq - self._seq}))
             chunks.append(snapshot)
             self._seq = seq
@@ -704,7 +718,7 @@ class _Connection(asyncio.Protocol):
         if self._closing or self._transport is None:
             return
         self._closing = True
-        self._server._left(self)
+        self._side.left(self)
         if not self._lost:
             if self._reading:
                 self._pause_reading()
@@ -806,17 +820,17 @@ class _Requests:
         else:
             conn.send(_line({"type": "result", "id": request_id, "result": result}))
 
-    async def _snapshot(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def snapshot(self, conn: _Connection, params: dict[str, Any]) -> object:
         _fields(params, ())
         snapshot = self._pool.snapshot()
         conn.skip_to(snapshot.seq)  # the events it includes are left out after it, as ever
         return wire.snapshot_to_dict(snapshot)
 
-    async def _dead_letters(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def dead_letters(self, conn: _Connection, params: dict[str, Any]) -> object:
         _fields(params, ())
         return [wire.dead_letter_to_dict(letter) for letter in self._pool.dead_letters()]
 
-    async def _job(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def job(self, conn: _Connection, params: dict[str, Any]) -> object:
         job_id = _job_id(params)
         handle = self._pool.job(job_id)
         if handle is not None:
@@ -846,7 +860,7 @@ class _Requests:
                 }
         return None
 
-    async def _submit(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def submit(self, conn: _Connection, params: dict[str, Any]) -> object:
         _fields(params, ("jobs",))
         given = params["jobs"]
         if not isinstance(given, list):
@@ -872,26 +886,26 @@ class _Requests:
                 accepted.append(job.id)
         return {"accepted": accepted, "rejected": rejected}
 
-    async def _resize(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def resize(self, conn: _Connection, params: dict[str, Any]) -> object:
         _fields(params, ("workers",))
         workers = params["workers"]
         with _pool_call():
             await self._pool.resize(workers)
         return {"target": workers}
 
-    async def _pause(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def pause(self, conn: _Connection, params: dict[str, Any]) -> object:
         _fields(params, ())
         with _pool_call():
             await self._pool.pause()
         return {}
 
-    async def _resume(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def resume(self, conn: _Connection, params: dict[str, Any]) -> object:
         _fields(params, ())
         with _pool_call():
             await self._pool.resume()
         return {}
 
-    async def _shutdown(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def shutdown(self, conn: _Connection, params: dict[str, Any]) -> object:
         _fields(params, (), ("grace", "drain", "cancel_grace"))
         with _pool_call():
             grace = check_timeout("grace", params.get("grace"), allow_zero=True)
@@ -919,11 +933,11 @@ class _Requests:
                 }
             )
 
-    async def _cancel(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def cancel(self, conn: _Connection, params: dict[str, Any]) -> object:
         handle = self._pool.job(_job_id(params))
         return {"cancelled": handle.cancel() if handle is not None else False}
 
-    async def _resubmit(self, conn: _Connection, params: dict[str, Any]) -> object:
+    async def resubmit(self, conn: _Connection, params: dict[str, Any]) -> object:
         job_id = _job_id(params)
         with _pool_call():
             handle = await self._pool.resubmit(job_id, timeout=0)
@@ -981,6 +995,15 @@ class ControlServer:
                 path is too long for a Unix socket...
         """
         self._pool = pool
+        self._side = _ServerSide(
+            connected=self._connected,
+            disconnected=self._disconnected,
+            check_hello=self._check_hello,
+            welcome=self._welcome,
+            request=self._request,
+            snapshot=self._snapshot,
+            left=self._left,
+        )
         if path is None:
             socket_path = default_socket_path(pool.name)
         else:
@@ -1127,7 +1150,9 @@ class ControlServer:
             os.chmod(path, 0o600)
             listener.listen(100)
             self._listeners.append(
-                await loop.create_unix_server(lambda: _Connection(self, tcp=False), sock=listener)
+                await loop.create_unix_server(
+                    lambda: _Connection(self, self._side, tcp=False), sock=listener
+                )
             )
         except BaseException:
             listener.close()
@@ -1147,7 +1172,9 @@ class ControlServer:
             assert self._token_path is not None
             self._files[self._token_path] = _write_private(self._token_path, self._token + "\n")
             self._listeners.append(
-                await loop.create_server(lambda: _Connection(self, tcp=True), sock=listener)
+                await loop.create_server(
+                    lambda: _Connection(self, self._side, tcp=True), sock=listener
+                )
             )
         except BaseException:
             listener.close()
@@ -1176,7 +1203,7 @@ class ControlServer:
         self._left(conn)
         self._connections.discard(conn)
 
-    def _check_hello(self, line: bytes, *, tcp: bool) -> str:
+    def _check_hello(self, line: bytes, tcp: bool) -> str:
         """The role a hello asks for, or :class:`_Refused` saying what is wrong with it."""
         try:
             hello = _parse(line)
@@ -1394,15 +1421,15 @@ class _Method:
 
 
 _METHODS: Final[dict[str, _Method]] = {
-    "snapshot": _Method(False, _Requests._snapshot),
-    "dead_letters": _Method(False, _Requests._dead_letters),
-    "job": _Method(False, _Requests._job),
-    "submit": _Method(True, _Requests._submit),
-    "resize": _Method(True, _Requests._resize),
-    "pause": _Method(True, _Requests._pause),
-    "resume": _Method(True, _Requests._resume),
-    "shutdown": _Method(True, _Requests._shutdown),
-    "cancel": _Method(True, _Requests._cancel),
-    "resubmit": _Method(True, _Requests._resubmit),
+    "snapshot": _Method(False, _Requests.snapshot),
+    "dead_letters": _Method(False, _Requests.dead_letters),
+    "job": _Method(False, _Requests.job),
+    "submit": _Method(True, _Requests.submit),
+    "resize": _Method(True, _Requests.resize),
+    "pause": _Method(True, _Requests.pause),
+    "resume": _Method(True, _Requests.resume),
+    "shutdown": _Method(True, _Requests.shutdown),
+    "cancel": _Method(True, _Requests.cancel),
+    "resubmit": _Method(True, _Requests.resubmit),
 }
 """Every request method, by the name a request gives."""

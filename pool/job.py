@@ -472,7 +472,9 @@ class JobHandle:
 
     def __eq__(self, other: object) -> bool:
         # Every handle of a job is a view of the same record (see ``Pool.job``).
-        return isinstance(other, JobHandle) and other._record is self._record
+        if not isinstance(other, JobHandle):
+            return NotImplemented
+        return other._record is self._record
 
     def __hash__(self) -> int:
         return id(self._record)

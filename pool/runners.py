@@ -162,7 +162,9 @@ class ThreadRunner:
     def run(self, job: Job, ctx: JobContext) -> asyncio.Future[Any]:
         """Hand the job to the thread; the future its outcome will be set on."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending = fut  # kept after it is done: abandon() skips a done future
+        # Kept until the next job (abandon() skips a done future), as the
+        # worker's loop keeps the last job's context until then.
+        self._pending = fut
         self._inbox.put((job, ctx, fut))
         return fut
 

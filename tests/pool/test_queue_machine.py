@@ -136,14 +136,25 @@ class QueueMachine(RuleBasedStateMachine):
         task.cancel()
         self.run(settle())
         del self.taking[worker]
-        if worker in self.idle:
-            self.idle.remove(worker)
-        # A job already handed to it (and not yet seen) must reach another worker
-        # or go back to the front of the queue: never be lost.
-        handed = self.expect.pop(worker, None)
-        if handed is not None:
-            self.ready.insert(0, handed)
-            self._hand_out()
+        self.idle.remove(worker)  # every step settles: a handed wait has ended already
+        self._collect()
+
+    @precondition(lambda self: self.idle)
+    @rule(pick=st.integers(0, 20), release=st.booleans())
+    def cancel_a_wait_then_move_before_it_runs(self, pick: int, release: bool) -> None:
+        """A worker's wait is cancelled and, before that worker has run (it is
+        still in the queue's line), the queue is released or a job is put: it
+        is passed over, and the jobs keep their order."""
+        worker = self.idle.pop(pick % len(self.idle))
+        self.taking.pop(worker).cancel()
+        if release:
+            self.queue.release()
+            self.held = False
+        else:
+            job = self._new_job()
+            self.queue.put(job)  # whatever the room, as a retry does
+            self.ready.append(job)
+        self._hand_out()
         self._collect()
 
     @precondition(lambda self: self.idle and not self.held and not self.ready)
