@@ -1,7 +1,8 @@
 """The pool's one publisher: sequence numbers and per-subscriber bounded buffers.
 
-Every event the pool publishes goes through :meth:`EventBus.emit`, which
-numbers it (``seq`` 1, 2, 3, ...) and hands it to every subscription. The
+Every event the pool publishes goes through :meth:`EventBus.emit` (the
+per-job events) or :meth:`EventBus.emit_named` (the rest), which number it
+(``seq`` 1, 2, 3, ...) and hand it to every subscription. The
 pool never waits for a subscriber. Each subscription buffers up to
 ``maxsize`` events; past that it drops them and counts how many, and the
 subscriber gets one :class:`~pool.events.EventsDropped` in their place, at
