@@ -536,7 +536,7 @@ class WpoolApp(App[int]):
                 continue
             yield SystemCommand(
                 f"{binding.description} ({binding.key_display or binding.key})",
-                _PALETTE_HELP[binding.action],
+                self._said(binding.action, _PALETTE_HELP[binding.action]),
                 getattr(self, f"action_{binding.action}"),
             )
 
@@ -1071,6 +1071,11 @@ class WpoolApp(App[int]):
         """Leave the dashboard; the work it watched goes on."""
         self.exit(self.exit_status())
 
+    def _said(self, action: str, does: str) -> str:
+        """``does``, with what the source does on a second cancel where it does more."""
+        again = self.source.cancel_again if action == "cancel_job" else ""
+        return f"{does}; again: {again}" if again else does
+
     def action_help(self) -> None:
         """Show the keys that work in this dashboard."""
         lines = []
@@ -1083,7 +1088,10 @@ class WpoolApp(App[int]):
                 line = _READ_ONLY_HELP.get(binding.action, line)
             if not self._owns_pool():
                 line = _VISITOR_HELP.get(binding.action, line)
-            lines.append(HelpLine(binding.key_display or binding.key, *line))
+            does, when = line
+            lines.append(
+                HelpLine(binding.key_display or binding.key, self._said(binding.action, does), when)
+            )
         title = "wpool-tui (read-only: watching, no control)" if self.read_only else "wpool-tui"
         self.push_screen(HelpScreen(lines, title=title))
 
@@ -1133,7 +1141,7 @@ _PALETTE_HELP = {
     "log": "Put the focus on the job log",
     "failed": "Show failed jobs (dead letters)",
     "details": "Details of the selected job",
-    "cancel_job": "Cancel the selected worker's job (a Celery task: again, terminate it)",
+    "cancel_job": "Cancel the selected worker's job",
     "shutdown": "Graceful shutdown",
     "escalate": "Skip the shutdown to its next phase",
     "quit_app": "Quit (offers a graceful shutdown)",
@@ -1162,7 +1170,7 @@ _HELP: dict[str, tuple[str, str]] = {
     "freeze": ("freeze the view (events are still read)", "until stopped"),
     "log": ("the log: up or home holds it, end or G follows the newest", ""),
     "details": ("details of the selected worker's job or log row", ""),
-    "cancel_job": ("cancel the selected worker's job (a Celery task: again, terminate)", ""),
+    "cancel_job": ("cancel the selected worker's job", ""),
     "interrupt": ("graceful shutdown, then quit; again: skip ahead", ""),
     "play_pause": ("pause the replay, or play it on", ""),
     "slower": ("play slower", ""),

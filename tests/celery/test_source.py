@@ -13,6 +13,8 @@ import pytest
 from pool import PoolPhase, WorkerState
 from pool import events as ev
 from tests.celery.script import Script, ScriptedControl, uuid
+from tui.app import create_app
+from tui.screens.dialogs import HelpScreen
 from tui.sources import SourceError
 from tui.sources.celery import HEARTBEAT_WINDOW, OFFLINE_PATIENCE, CelerySource, parse_task
 from tui.state import DashboardState, Outcome
@@ -389,6 +391,19 @@ class TestControls:
         assert state.shutdown.stopped.finished == 1
         await asyncio.wait_for(source.wait_stopped(), 1.0)
         await source.close()
+
+
+class TestTheDashboard:
+    async def test_its_help_says_a_second_cancel_terminates_the_task(self, script: Script) -> None:
+        app = create_app(script.source(control=ScriptedControl()), animate=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            [cancel] = [line for line in app.screen._lines if line.key == "c"]
+            assert cancel.does == (
+                "cancel the selected worker's job; again: terminate it (SIGTERM to its process)"
+            )
 
 
 class TestParseTask:

@@ -379,6 +379,16 @@ class TestKeysThatNeverLie:
             await idle(pilot)
             assert rig.pool.phase is PoolPhase.RUNNING
 
+    async def test_the_help_of_c_says_nothing_of_a_second_press_on_a_pool(self, rig: Rig) -> None:
+        # A second c on a pool's job does nothing more; only a Celery task is
+        # then terminated, and only a Celery dashboard's help says so.
+        app = rig.app()
+        async with running(app, rig) as pilot:
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            [cancel] = [line for line in app.screen._lines if line.key == "c"]
+            assert cancel.does == "cancel the selected worker's job"
+
     async def test_read_only_mentions_no_refused_key_and_a_second_q_escalates(
         self, rig: Rig
     ) -> None:

@@ -141,6 +141,12 @@ class Source(abc.ABC):
         return ""
 
     @property
+    def cancel_again(self) -> str:
+        """What asking again to cancel a job that is being cancelled does, in a few
+        words for the help ('' when it does nothing more)."""
+        return ""
+
+    @property
     def payload_hint(self) -> str:
         """What the add dialog asks of a job's payload ('' for its default words)."""
         return ""

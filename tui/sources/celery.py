@@ -352,6 +352,10 @@ class CelerySource(Source):
         return self.describe_cluster()
 
     @property
+    def cancel_again(self) -> str:
+        return "terminate it (SIGTERM to its process)"
+
+    @property
     def payload_hint(self) -> str:
         names = ", ".join(sorted(self._registered())) or "none known yet"
         return f"Task and its JSON arguments (NAME [1, 2]), one of:\n{names}"
