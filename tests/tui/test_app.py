@@ -14,7 +14,9 @@ import gc
 
 import pytest
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets._footer import FooterKey
 
 from pool import Job, JobHandle, JobState, ManualClock, PoolPhase, events
 from tests.tui.rig import CONTROL_ACTIONS, Rig, dialog_error, frame, running, text_of
@@ -316,6 +318,27 @@ async def _detail_of_running_job(app: WpoolApp, rig: Rig, pilot: Pilot[int]) -> 
     await pilot.press("enter")
     assert isinstance(app.screen, JobDetailScreen)
     return handle
+
+
+async def test_under_a_job_detail_the_footer_offers_none_of_the_dashboards_keys(
+    rig: Rig,
+) -> None:
+    # The footer below a dialog is the dashboard's: it showed the worker
+    # grid's "enter Details", a key that then closes the dialog instead.
+    app = rig.app()
+    async with running(app, rig) as pilot:
+        await _detail_of_running_job(app, rig, pilot)
+        await pilot.pause()
+        under = app.screen_stack[0]
+        assert offered(under) == []
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "Details" in offered(under)
+
+
+def offered(screen: Screen[object]) -> list[str]:
+    """What a screen's footer offers, but the command palette (always there)."""
+    return [key.description for key in screen.query(FooterKey) if "palette" not in key.action]
 
 
 async def test_c_in_a_running_job_detail_cancels_the_job(rig: Rig) -> None:

@@ -235,6 +235,11 @@ class WorkerGrid(Grid, can_focus=True):
         """Select the worker ``rows`` rows up or down."""
         self.action_move(rows * self._columns())
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Under a dialog the grid's keys reach the dialog, not the grid: the
+        # footer of the grid's screen (still seen below it) must not offer them.
+        return action != "details" or self.screen is self.app.screen
+
     def action_details(self) -> None:
         """Ask for the details of the selected worker's job."""
         if self.selected is not None:
