@@ -28,17 +28,9 @@ from pool import Job, JobState
 from pool.job import JobRecord
 from pool.queue import JobQueue
 from tests.helpers import settle
+from tests.pool.test_queue import Taker
 
 WORKERS = 3
-
-
-class Taker:
-    """What the queue needs of a worker: its ready future, its wake, whether it retires."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.ready: asyncio.Future[None] = loop.create_future()
-        self.retiring = False
-        self.wake: asyncio.Future[JobRecord | None] | None = None
 
 
 class QueueMachine(RuleBasedStateMachine):
